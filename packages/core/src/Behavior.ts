@@ -1,0 +1,98 @@
+/**
+ * How a user writes per-connection behaviour: callbacks over a private state,
+ * run by the connection's actor one message at a time.
+ *
+ * - `init` builds the state when the connection opens (it may send a welcome);
+ * - `onMessage` handles a text (`string`) or binary (`Uint8Array`) message;
+ * - `onInfo` handles what other code `tell`s this connection;
+ * - `onClose` runs exactly once when the connection ends, with a
+ *   `CloseReason`.
+ *
+ * Every callback returns an `Effect` of the next state (or of nothing, for a
+ * stateless behaviour). A failure or defect in any callback closes this one
+ * connection with 1011 and logs the cause with the connection id; nothing
+ * else notices.
+ *
+ * @since 0.1.0
+ */
+import type { Effect } from "effect"
+import type { CloseReason } from "./CloseReason.ts"
+import type { Connection } from "./Connection.ts"
+import type { Message } from "./Message.ts"
+
+/**
+ * The callbacks of a behaviour over state `S`, info messages `I`, errors `E`
+ * and services `R`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Handlers<S, I, E, R> {
+  readonly init?: (conn: Connection<I>) => Effect.Effect<S, E, R>
+  readonly onMessage?: (conn: Connection<I>, message: Message, state: S) => Effect.Effect<S, E, R>
+  readonly onInfo?: (conn: Connection<I>, info: I, state: S) => Effect.Effect<S, E, R>
+  readonly onClose?: (conn: Connection<I>, reason: CloseReason, state: S) => Effect.Effect<void, E, R>
+}
+
+const TypeId = "~@switchboard/core/Behavior"
+
+/**
+ * A behaviour: what a route runs for each connection. The state type is
+ * private to the behaviour; `I` is what `tell` accepts and `R` the services
+ * its callbacks need, provided to the server layer.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Behavior<in I = never, out R = never> {
+  readonly [TypeId]: {
+    readonly _I: (_: I) => void
+    readonly _R: () => R
+  }
+}
+
+/**
+ * Makes a behaviour from its callbacks. All are optional; a stateless
+ * behaviour is a one-liner.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Behavior } from "@switchboard/core"
+ *
+ * // text stays text, binary stays binary
+ * const Echo = Behavior.make({
+ *   onMessage: (conn, message) => conn.send(message)
+ * })
+ *
+ * const Counter = Behavior.make({
+ *   init: () => Effect.succeed(0),
+ *   onMessage: (conn, _message, count: number) =>
+ *     conn.send(String(count + 1)).pipe(Effect.as(count + 1)),
+ *   onClose: (conn, reason, count) => Effect.log(`${conn.id} sent ${count} messages, closed: ${reason._tag}`)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <S = void, I = never, E = never, R = never>(handlers: Handlers<S, I, E, R>): Behavior<I, R> =>
+  ({ [TypeId]: handlers }) as unknown as Behavior<I, R>
+
+/**
+ * The callbacks behind a behaviour, for the actor runtime.
+ *
+ * @since 0.1.0
+ * @category internal
+ */
+export const handlersOf = <I, R>(behavior: Behavior<I, R>): Handlers<unknown, I, unknown, R> =>
+  (behavior as unknown as { readonly [TypeId]: Handlers<unknown, I, unknown, R> })[TypeId]
+
+/**
+ * True for a value made by `make`.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isBehavior = (u: unknown): u is Behavior<unknown, unknown> =>
+  typeof u === "object" && u !== null && TypeId in u

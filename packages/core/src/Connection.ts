@@ -1,0 +1,134 @@
+/**
+ * The handle a behaviour gets for its connection: send, ping, close, tell,
+ * and what is known about the peer. Every method returns an `Effect`; the
+ * actor runs them one message at a time, so a handle is never used from two
+ * places at once.
+ *
+ * @since 0.1.0
+ */
+import type { Effect } from "effect"
+import type { ConnectionError } from "./ConnectionError.ts"
+import type * as Keepalive from "./Keepalive.ts"
+import type { Message } from "./Message.ts"
+
+/**
+ * The HTTP upgrade request a connection was opened with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Request {
+  /** The path without the query string, e.g. `/chat`. */
+  readonly path: string
+  /** The parsed query string. */
+  readonly query: URLSearchParams
+  /** The request headers, lower-cased as Node gives them. */
+  readonly headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+}
+
+/**
+ * A live connection, as seen by its behaviour and by other code that holds
+ * it (a hub, a job). `I` is the type of the messages `tell` delivers to the
+ * behaviour's `onInfo`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Behavior, CloseCode } from "@switchboard/core"
+ *
+ * const Guarded = Behavior.make({
+ *   onMessage: (conn, message) =>
+ *     typeof message === "string" && message.length > 1000
+ *       ? conn.close(CloseCode.PolicyViolation, "too long")
+ *       : conn.send(message)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Connection<in I = never> {
+  /** A process-unique id, used in logs. */
+  readonly id: string
+  /** The peer's IP address as the socket reports it. */
+  readonly remoteAddress: string
+  /** The upgrade request. */
+  readonly request: Request
+  /** What the server's `authenticate` hook attached to this connection (`undefined` without one). */
+  readonly auth: unknown
+  /** True until the server sends or receives a close frame, or the socket drops. */
+  readonly isOpen: boolean
+  /** Bytes written to the socket and not yet sent. */
+  readonly bufferedAmount: number
+  /**
+   * Sends a text (`string`) or binary (`Uint8Array`) message. Suspends the
+   * actor while more than `highWaterMark` bytes are buffered, until the
+   * socket drains. On a connection that is no longer open it does nothing.
+   */
+  send(message: Message): Effect.Effect<void>
+  /** Sends a ping frame. */
+  readonly ping: Effect.Effect<void>
+  /**
+   * Starts the close handshake with `code` (default 1000) and `reason`
+   * (at most 123 bytes of UTF-8). Fails with `InvalidClose` for a code that
+   * may not be sent; does nothing if the connection is already closing.
+   */
+  close(code?: number, reason?: string): Effect.Effect<void, ConnectionError>
+  /**
+   * Delivers `info` to the behaviour's `onInfo`, after the messages already
+   * in the mailbox. Fails with `MailboxFull` (nothing enqueued) or `NotOpen`.
+   */
+  tell(info: I): Effect.Effect<void, ConnectionError>
+  /** `tell` for synchronous callers: true if `info` was enqueued. */
+  tellUnsafe(info: I): boolean
+}
+
+/**
+ * Per-route settings of a connection.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends Keepalive.Options {
+  /**
+   * Messages the mailbox holds before the reactor stops reading from the
+   * socket (it resumes when the actor takes the batch). Reading also stops
+   * once the queued payloads reach `maxMessageBytes`, so a connection holds
+   * at most about two batches of inbound data. Default 1024.
+   */
+  readonly mailboxCapacity?: number
+  /**
+   * Outbound bytes buffered before `send` suspends the actor until the
+   * socket drains. Default 1 MiB; at least 16 KiB.
+   */
+  readonly highWaterMark?: number
+  /**
+   * The largest message accepted, in bytes; a larger one closes the
+   * connection with 1009 (reason `Error` with `MessageTooLarge`). Default 1 MiB.
+   */
+  readonly maxMessageBytes?: number
+}
+
+/**
+ * Default mailbox capacity.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultMailboxCapacity = 1024
+
+/**
+ * Default outbound high-water mark in bytes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultHighWaterMark = 1024 * 1024
+
+/**
+ * Default largest inbound message in bytes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultMaxMessageBytes = 1024 * 1024

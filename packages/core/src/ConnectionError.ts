@@ -1,0 +1,148 @@
+/**
+ * The typed errors of a connection. There is one error, `ConnectionError`,
+ * whose `reason` says what went wrong; every reason maps to the close code the
+ * connection is (or would be) closed with. The full list is in
+ * `docs/reference/errors.md`.
+ *
+ * @since 0.1.0
+ */
+import { Data } from "effect"
+import * as CloseCode from "./CloseCode.ts"
+
+/**
+ * A message was larger than `maxMessageBytes`. Closes with 1009.
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class MessageTooLarge extends Data.TaggedError("MessageTooLarge")<{
+  readonly limit: number
+}> {}
+
+/**
+ * A text message (or a close reason) was not valid UTF-8. Closes with 1007.
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class InvalidPayload extends Data.TaggedError("InvalidPayload")<{
+  readonly message: string
+}> {}
+
+/**
+ * The peer broke RFC 6455: a reserved bit, an unknown opcode, an unmasked
+ * client frame, a bad close code, a fragmented control frame. Closes with 1002.
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class ProtocolViolation extends Data.TaggedError("ProtocolViolation")<{
+  readonly message: string
+}> {}
+
+/**
+ * The socket failed below the WebSocket layer (reset, EPIPE). The connection
+ * is gone; the client sees 1006.
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class SocketFailure extends Data.TaggedError("SocketFailure")<{
+  readonly message: string
+}> {}
+
+/**
+ * `tell` found the actor's mailbox full. Nothing was enqueued; the caller
+ * decides whether to retry, drop or close.
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class MailboxFull extends Data.TaggedError("MailboxFull")<{
+  readonly capacity: number
+}> {}
+
+/**
+ * `tell` or `close` was called on a connection that has already closed.
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class NotOpen extends Data.TaggedError("NotOpen")<{}> {}
+
+/**
+ * A close code that may not be sent in a close frame (see
+ * `CloseCode.isSendable`), or a close reason longer than 123 bytes.
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class InvalidClose extends Data.TaggedError("InvalidClose")<{
+  readonly code: number
+  readonly message: string
+}> {}
+
+/**
+ * Every reason a `ConnectionError` can carry.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Reason =
+  | MessageTooLarge
+  | InvalidPayload
+  | ProtocolViolation
+  | SocketFailure
+  | MailboxFull
+  | NotOpen
+  | InvalidClose
+
+/**
+ * The error of a connection operation or of the connection itself.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ConnectionError } from "@switchboard/core"
+ *
+ * const program = conn.tell("tick").pipe(
+ *   Effect.catchReason("ConnectionError", "MailboxFull", () => Effect.logWarning("busy, dropped"))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectionError extends Data.TaggedError("ConnectionError")<{
+  readonly connectionId: string
+  readonly reason: Reason
+}> {
+  override get message(): string {
+    return `connection ${this.connectionId}: ${this.reason._tag}${
+      "message" in this.reason && this.reason.message ? `: ${this.reason.message}` : ""
+    }`
+  }
+}
+
+/**
+ * The close code that a reason closes the connection with.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const closeCodeOf = (reason: Reason): number => {
+  switch (reason._tag) {
+    case "MessageTooLarge":
+      return CloseCode.MessageTooBig
+    case "InvalidPayload":
+      return CloseCode.InvalidPayload
+    case "ProtocolViolation":
+    case "InvalidClose":
+      return CloseCode.ProtocolError
+    case "SocketFailure":
+    case "NotOpen":
+      return CloseCode.Abnormal
+    case "MailboxFull":
+      return CloseCode.TryAgainLater
+  }
+}

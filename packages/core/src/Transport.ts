@@ -1,0 +1,40 @@
+/**
+ * The outbound half of the reactor–actor boundary. A reactor (the Node `ws`
+ * reactor, the in-memory test reactor, a future Bun reactor) implements one
+ * `Transport` per connection; the actor writes through it and never touches a
+ * socket. The inbound half is `Supervisor.Actor`.
+ *
+ * Every method is synchronous and must not throw: a reactor that cannot write
+ * (the socket is gone) ignores the call and reports the close through
+ * `Actor.closedUnsafe`.
+ *
+ * @since 0.1.0
+ */
+import type { Message } from "./Message.ts"
+
+/**
+ * What an actor needs from the socket it is attached to.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Transport {
+  /** Writes a text (`string`) or binary (`Uint8Array`) message as one frame. */
+  send(message: Message): void
+  /** Sends a ping frame. */
+  ping(): void
+  /** Starts the close handshake: sends a close frame with this code and reason. */
+  close(code: number, reason: string): void
+  /** Destroys the TCP connection at once, without a close handshake. */
+  terminate(): void
+  /** Bytes written but not yet handed to the kernel. */
+  readonly bufferedAmount: number
+  /** Stops reading from the peer (TCP backpressure), while the mailbox is full. */
+  pause(): void
+  /** Reads from the peer again. */
+  resume(): void
+  /** Buffers writes until `uncork`, so that a batch of replies goes out in one write. */
+  cork(): void
+  /** Flushes the writes buffered since `cork`. */
+  uncork(): void
+}

@@ -1,0 +1,29 @@
+/**
+ * @switchboard/core: the connection actor runtime. Behaviours, connections,
+ * mailboxes, supervision, lifecycle timers, close codes and errors. No
+ * sockets: a reactor package (`@switchboard/node`, `@switchboard/testing`)
+ * attaches actors to real or in-memory connections.
+ *
+ * @since 0.1.0
+ */
+
+/** @since 0.1.0 */
+export * as Behavior from "./Behavior.ts"
+/** @since 0.1.0 */
+export * as CloseCode from "./CloseCode.ts"
+/** @since 0.1.0 */
+export * as CloseReason from "./CloseReason.ts"
+/** @since 0.1.0 */
+export * as Connection from "./Connection.ts"
+/** @since 0.1.0 */
+export * as ConnectionError from "./ConnectionError.ts"
+/** @since 0.1.0 */
+export * as Handshake from "./Handshake.ts"
+/** @since 0.1.0 */
+export * as Keepalive from "./Keepalive.ts"
+/** @since 0.1.0 */
+export * as Message from "./Message.ts"
+/** @since 0.1.0 */
+export * as Supervisor from "./Supervisor.ts"
+/** @since 0.1.0 */
+export * as Transport from "./Transport.ts"

@@ -1,0 +1,389 @@
+/**
+ * The connection actor: one record per connection holding the behaviour's
+ * state, a bounded mailbox and the lifecycle timestamps.
+ *
+ * The actor hibernates: no fiber exists while its mailbox is empty. The
+ * reactor pushes into the mailbox synchronously; the first push into an empty
+ * mailbox forks a drain fiber, which takes the whole mailbox as a batch,
+ * handles it one message at a time (writes corked, flushed once per batch)
+ * and ends when the mailbox is empty. So an idle connection costs this record
+ * and its socket, nothing else (see docs/adr/0001-hibernating-actors.md).
+ */
+import { Cause, Effect, type Fiber } from "effect"
+import * as Behavior from "../Behavior.ts"
+import * as CloseCode from "../CloseCode.ts"
+import * as CloseReason from "../CloseReason.ts"
+import type * as Connection from "../Connection.ts"
+import * as ConnectionError from "../ConnectionError.ts"
+import type * as Keepalive from "../Keepalive.ts"
+import type { Message } from "../Message.ts"
+import type { Transport } from "../Transport.ts"
+
+/** What an actor shares with its siblings: the supervisor's side. */
+export interface Host {
+  /** The sweeper's last reading of the Clock, in ms. */
+  now: number
+  readonly fork: <A, E>(effect: Effect.Effect<A, E, never>) => Fiber.Fiber<A, E>
+  readonly remove: (actor: ActorImpl) => void
+}
+
+/** Settings shared by every connection of a route. */
+export interface RouteSettings {
+  readonly mailboxCapacity: number
+  readonly highWaterMark: number
+  readonly maxMessageBytes: number
+  readonly timers: Keepalive.Resolved
+}
+
+interface Info {
+  readonly _tag: "Info"
+  readonly value: unknown
+}
+const Open = { _tag: "Open" } as const
+const Closed = { _tag: "Closed" } as const
+type Signal = Message | Info | typeof Open | typeof Closed
+
+const enum_ = { open: 0, closing: 1, closed: 2 } as const
+type Phase = (typeof enum_)[keyof typeof enum_]
+
+const encoder = new TextEncoder()
+let nextId = 0
+
+export class ActorImpl implements Connection.Connection<unknown> {
+  readonly serial = ++nextId
+  state: unknown = undefined
+  phase: Phase = enum_.open
+  crashed = false
+  closeReason: CloseReason.CloseReason | undefined = undefined
+  /** Inbound activity (any frame) and outbound activity, as `host.now`. */
+  lastIn: number
+  lastOut: number
+  /** When the unanswered keepalive ping was sent; 0 when none is pending. */
+  pingSentAt = 0
+  /** When the server sent its close frame; 0 when it has not. */
+  closeSentAt = 0
+  private inbox: Array<Signal> = []
+  /** Payload bytes (UTF-16 units for text) in the inbox: a second bound besides the count. */
+  private inboxBytes = 0
+  private spare: Array<Signal> = []
+  private running = false
+  private paused = false
+  private corked = false
+  private drainWaiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
+  fiber: Fiber.Fiber<void, never> | undefined = undefined
+  // the supervisor runs every fiber with the server's services, so R is provided
+  private readonly handlers: Behavior.Handlers<unknown, unknown, unknown, never>
+  readonly host: Host
+  readonly transport: Transport
+  readonly settings: RouteSettings
+  readonly request: Connection.Request
+  readonly remoteAddress: string
+  readonly auth: unknown
+
+  constructor(
+    host: Host,
+    transport: Transport,
+    settings: RouteSettings,
+    behavior: Behavior.Behavior<unknown, unknown>,
+    request: Connection.Request,
+    remoteAddress: string,
+    auth: unknown
+  ) {
+    this.host = host
+    this.transport = transport
+    this.settings = settings
+    this.request = request
+    this.remoteAddress = remoteAddress
+    this.auth = auth
+    this.handlers = Behavior.handlersOf(behavior) as Behavior.Handlers<unknown, unknown, unknown, never>
+    this.lastIn = this.lastOut = host.now
+    if (this.handlers.init !== undefined) this.push(Open)
+  }
+
+  get maxMessageBytes(): number {
+    return this.settings.maxMessageBytes
+  }
+  get connection(): Connection.Connection<unknown> {
+    return this
+  }
+  get id(): string {
+    return `c${this.serial}`
+  }
+  get isOpen(): boolean {
+    return this.phase === enum_.open
+  }
+  get bufferedAmount(): number {
+    return this.transport.bufferedAmount
+  }
+
+  // ---------------------------------------------------------------- reactor side
+
+  /** A message from the peer. Pauses the socket when the mailbox is full. */
+  receiveUnsafe(message: Message): void {
+    this.lastIn = this.host.now
+    if (this.phase === enum_.closed || this.crashed) return
+    this.push(message)
+    this.inboxBytes += message.length
+    if (
+      !this.paused &&
+      (this.inbox.length >= this.settings.mailboxCapacity || this.inboxBytes >= this.settings.maxMessageBytes)
+    ) {
+      this.paused = true
+      this.transport.pause()
+    }
+  }
+
+  /** Any inbound frame that is not a message (ping, pong, fragments). */
+  activityUnsafe(): void {
+    this.lastIn = this.host.now
+  }
+
+  pongUnsafe(): void {
+    this.lastIn = this.host.now
+    this.pingSentAt = 0
+  }
+
+  drainUnsafe(): void {
+    const waiter = this.drainWaiter
+    if (waiter !== undefined) {
+      this.drainWaiter = undefined
+      waiter(Effect.void)
+    }
+  }
+
+  /** The peer broke the protocol or a limit; the reactor closes the socket next. */
+  failedUnsafe(reason: ConnectionError.Reason): void {
+    if (this.closeReason === undefined) {
+      this.closeReason = CloseReason.error(new ConnectionError.ConnectionError({ connectionId: this.id, reason }))
+    }
+    if (this.phase === enum_.open) this.phase = enum_.closing
+  }
+
+  /** The socket is closed; `code` is the peer's close code (1005 without one, 1006 if it dropped). */
+  closedUnsafe(code: number, reason: string): void {
+    if (this.phase === enum_.closed) return
+    this.phase = enum_.closed
+    if (this.closeReason === undefined) {
+      this.closeReason = code === CloseCode.Abnormal ? CloseReason.lost : CloseReason.peer(code, reason)
+    }
+    this.drainUnsafe()
+    this.push(Closed)
+  }
+
+  // ---------------------------------------------------------------- behaviour side
+
+  send(message: Message): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.phase !== enum_.open) return Effect.void
+      this.transport.send(message)
+      this.lastOut = this.host.now
+      return this.transport.bufferedAmount > this.settings.highWaterMark ? this.awaitDrain : Effect.void
+    })
+  }
+
+  /** Suspends until the reactor reports a drain (or the socket closes). */
+  private get awaitDrain(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (this.phase === enum_.closed || this.transport.bufferedAmount <= this.settings.highWaterMark) {
+        resume(Effect.void)
+        return
+      }
+      this.drainWaiter = resume
+      this.flush()
+    })
+  }
+
+  get ping(): Effect.Effect<void> {
+    return Effect.sync(() => {
+      if (this.phase === enum_.open) this.transport.ping()
+    })
+  }
+
+  close(code: number = CloseCode.Normal, reason = ""): Effect.Effect<void, ConnectionError.ConnectionError> {
+    return Effect.suspend(() => {
+      if (!CloseCode.isSendable(code)) {
+        return this.fail(new ConnectionError.InvalidClose({ code, message: `close code ${code} may not be sent` }))
+      }
+      if (encoder.encode(reason).byteLength > 123) {
+        return this.fail(new ConnectionError.InvalidClose({ code, message: "close reason longer than 123 bytes" }))
+      }
+      this.closeWith(code, reason, CloseReason.local(code, reason))
+      return Effect.void
+    })
+  }
+
+  tell(info: unknown): Effect.Effect<void, ConnectionError.ConnectionError> {
+    return Effect.suspend(() => {
+      if (this.phase === enum_.closed) return this.fail(new ConnectionError.NotOpen())
+      if (!this.tellUnsafe(info)) {
+        return this.fail(new ConnectionError.MailboxFull({ capacity: this.settings.mailboxCapacity }))
+      }
+      return Effect.void
+    })
+  }
+
+  tellUnsafe(info: unknown): boolean {
+    if (this.phase === enum_.closed || this.inbox.length >= this.settings.mailboxCapacity) return false
+    this.push({ _tag: "Info", value: info })
+    return true
+  }
+
+  private fail(reason: ConnectionError.Reason): Effect.Effect<never, ConnectionError.ConnectionError> {
+    return Effect.fail(new ConnectionError.ConnectionError({ connectionId: this.id, reason }))
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Sends a close frame once, remembering why; the sweeper enforces `closeTimeout`. */
+  closeWith(code: number, reason: string, why: CloseReason.CloseReason): void {
+    if (this.phase !== enum_.open) return
+    this.phase = enum_.closing
+    this.closeReason ??= why
+    this.closeSentAt = this.host.now
+    this.transport.close(code, reason)
+  }
+
+  /** Destroys the socket now; the reactor reports the close. */
+  terminate(why: CloseReason.CloseReason): void {
+    if (this.phase === enum_.closed) return
+    this.closeReason ??= why
+    this.transport.terminate()
+  }
+
+  /** Called by the sweeper with the Clock's current time. */
+  checkTimers(now: number): void {
+    const t = this.settings.timers
+    if (this.phase === enum_.closing) {
+      if (t.closeTimeout > 0 && this.closeSentAt > 0 && now - this.closeSentAt >= t.closeTimeout) {
+        this.transport.terminate()
+      }
+      return
+    }
+    if (this.phase !== enum_.open) return
+    if (t.idleTimeout > 0 && now - Math.max(this.lastIn, this.lastOut) >= t.idleTimeout) {
+      this.closeWith(CloseCode.Normal, "idle timeout", CloseReason.timeout("idle"))
+      return
+    }
+    if (t.pingAfter > 0) {
+      if (this.pingSentAt > 0) {
+        if (now - this.pingSentAt >= t.closeAfterNoPong) this.terminate(CloseReason.timeout("keepalive"))
+      } else if (now - this.lastIn >= t.pingAfter) {
+        // pingSentAt doubles as the "pending" flag, so it is never 0 once set
+        this.pingSentAt = now || Number.MIN_VALUE
+        this.transport.ping()
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- mailbox and drain loop
+
+  private push(signal: Signal): void {
+    this.inbox.push(signal)
+    if (!this.running) {
+      this.running = true
+      this.fiber = this.host.fork((this.drain ??= Effect.suspend(() => this.next())))
+    }
+  }
+
+  private flush(): void {
+    if (this.corked) {
+      this.corked = false
+      this.transport.uncork()
+    }
+  }
+
+  /** Created on the first message, so that an idle connection holds no effect objects. */
+  private drain: Effect.Effect<void> | undefined = undefined
+
+  private next(): Effect.Effect<void> {
+    const batch = this.inbox
+    if (batch.length === 0) {
+      this.running = false
+      this.fiber = undefined
+      return Effect.void
+    }
+    this.inbox = this.spare
+    this.inboxBytes = 0
+    if (this.paused) {
+      this.paused = false
+      this.transport.resume()
+    }
+    if (this.phase !== enum_.closed) {
+      this.corked = true
+      this.transport.cork()
+    }
+    const handled = Effect.catchCause(this.handleFrom(batch, 0), (cause) => this.onFailure(cause))
+    return Effect.flatMap(handled, () => {
+      this.flush()
+      batch.length = 0
+      this.spare = batch
+      return this.next()
+    })
+  }
+
+  private handleFrom(batch: Array<Signal>, start: number): Effect.Effect<void, unknown> {
+    for (let i = start; i < batch.length; i++) {
+      const effect = this.handle(batch[i]!)
+      if (effect !== undefined) return Effect.flatMap(effect, () => this.handleFrom(batch, i + 1))
+    }
+    return Effect.void
+  }
+
+  private setState: ((state: unknown) => void) | undefined = undefined
+  private get stateSetter(): (state: unknown) => void {
+    return (this.setState ??= (state) => {
+      this.state = state
+    })
+  }
+
+  /** The effect for one signal, or undefined when there is nothing to run. */
+  private handle(signal: Signal): Effect.Effect<void, unknown> | undefined {
+    const h = this.handlers
+    if (typeof signal === "string" || signal instanceof Uint8Array) {
+      if (this.crashed || h.onMessage === undefined) return undefined
+      return Effect.map(h.onMessage(this, signal, this.state), this.stateSetter)
+    }
+    switch (signal._tag) {
+      case "Info":
+        if (this.crashed || h.onInfo === undefined) return undefined
+        return Effect.map(h.onInfo(this, signal.value, this.state), this.stateSetter)
+      case "Open":
+        return Effect.map(h.init!(this), (state) => {
+          this.state = state
+          this.started = true
+        })
+      case "Closed":
+        return this.finish()
+    }
+  }
+
+  private finish(): Effect.Effect<void, unknown> {
+    const h = this.handlers
+    const done = Effect.sync(() => this.host.remove(this))
+    // a behaviour whose init failed has no state to close over
+    if (h.onClose === undefined || (h.init !== undefined && !this.started)) return done
+    return h.onClose(this, this.closeReason ?? CloseReason.lost, this.state).pipe(
+      Effect.catchCause((cause) => this.logCause("onClose failed", cause)),
+      Effect.andThen(done)
+    )
+  }
+
+  private started = false
+
+  private onFailure(cause: Cause.Cause<unknown>): Effect.Effect<void> {
+    if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+    if (this.phase === enum_.closed) {
+      // the failure came from onClose's turn or after the socket closed: log, then finish
+      this.crashed = true
+      return this.logCause("behavior failed", cause)
+    }
+    this.crashed = true
+    this.closeWith(CloseCode.InternalError, "internal error", CloseReason.crash(cause))
+    if (this.closeReason?._tag !== "Crash") this.closeReason = CloseReason.crash(cause)
+    return this.logCause("behavior failed; closing with 1011", cause)
+  }
+
+  private logCause(message: string, cause: Cause.Cause<unknown>): Effect.Effect<void> {
+    return Effect.logError(message, cause).pipe(Effect.annotateLogs({ connectionId: this.id }))
+  }
+}

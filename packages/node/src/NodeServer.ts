@@ -1,0 +1,238 @@
+/**
+ * The Node server layer: a `node:http` server whose WebSocket upgrades go to
+ * `ws` (in `noServer` mode) and from there to connection actors. It routes by
+ * path, admits (origin allowlist, `authenticate` hook, `maxConnections`),
+ * answers plain HTTP for everything that is not a WebSocket (404 unknown
+ * path, 400 malformed upgrade, 426 plain request, 503 full or shutting
+ * down), drops handshakes that take too long, and shuts down gracefully when
+ * its scope closes: stop accepting, close every connection with 1001, wait
+ * for the close handshakes, terminate the rest.
+ *
+ * @since 0.1.0
+ */
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
+import { type Behavior, type Connection, type Handshake, Keepalive, Supervisor } from "@switchboard/core"
+import { Clock, Context, Duration, Effect, Layer } from "effect"
+import { mount } from "./internal/upgrade.ts"
+import { InvalidOptions, ListenFailed, ServerError } from "./ServerError.ts"
+
+/**
+ * A route: a behaviour with settings of its own that override the server's.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RouteOptions<R> extends Connection.Options {
+  readonly behavior: Behavior.Behavior<never, R>
+}
+
+/**
+ * Settings shared by `layer` and `layerAttached`. Connection settings
+ * (keepalive, timeouts, limits) given here apply to every route that does not
+ * set its own.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MountOptions<R> extends Connection.Options {
+  /** Path → behaviour (or behaviour with settings). Paths match exactly, without the query string. */
+  readonly routes: Readonly<Record<string, Behavior.Behavior<never, R> | RouteOptions<R>>>
+  /** Runs on each upgrade request; its success value becomes `conn.auth`. */
+  readonly authenticate?: Handshake.Authenticate<unknown, R>
+  /** Accept only upgrades whose `Origin` header is in this list (403 otherwise). */
+  readonly allowedOrigins?: ReadonlyArray<string>
+  /** Connections beyond this number get 503. Default: unlimited. */
+  readonly maxConnections?: number
+  /** Drop a TCP connection whose HTTP request is not complete within this time. Default 10 seconds. */
+  readonly handshakeTimeout?: Duration.Input | false
+  /** How long shutdown waits for close handshakes before terminating sockets. Default 5 seconds. */
+  readonly shutdownTimeout?: Duration.Input
+  /** Handles plain (non-upgrade) HTTP requests; without it they get 426. */
+  readonly onRequest?: (request: Http.IncomingMessage, response: Http.ServerResponse) => void
+}
+
+/**
+ * Options of `layer`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<R> extends MountOptions<R> {
+  /** Default 8080; 0 picks a free port (read it from the `NodeServer` service). */
+  readonly port?: number
+  /** Default "127.0.0.1". */
+  readonly host?: string
+}
+
+/**
+ * The running server, for code that needs its address or connections.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class NodeServer extends Context.Service<
+  NodeServer,
+  {
+    /** The bound port (useful with `port: 0`). */
+    readonly port: number
+    readonly host: string
+    /** Open WebSocket connections. */
+    readonly connections: () => number
+  }
+>()("@switchboard/node/NodeServer") {}
+
+const millis = (input: Duration.Input | false | undefined, fallback: number, name: string): number => {
+  if (input === undefined) return fallback
+  if (input === false) return 0
+  const duration = Duration.fromInput(input)
+  if (duration._tag === "None") throw new RangeError(`${name}: not a duration: ${String(input)}`)
+  return Duration.toMillis(duration.value)
+}
+
+const resolve = <R>(options: MountOptions<R>) => {
+  const routes = new Map<string, Supervisor.Route<R>>()
+  for (const [path, value] of Object.entries(options.routes)) {
+    if (!path.startsWith("/")) throw new RangeError(`routes: path must start with "/": ${path}`)
+    const route: RouteOptions<R> = "behavior" in value ? value : { behavior: value }
+    routes.set(path, Supervisor.route(route.behavior, route, options))
+  }
+  const maxConnections = options.maxConnections ?? Number.POSITIVE_INFINITY
+  if (!(maxConnections > 0)) throw new RangeError(`maxConnections: must be positive, got ${maxConnections}`)
+  const handshakeTimeout = millis(options.handshakeTimeout, 10_000, "handshakeTimeout")
+  const shutdownTimeout = millis(options.shutdownTimeout, 5_000, "shutdownTimeout")
+  const settings = [...routes.values()].map((r) => r.settings.timers)
+  if (handshakeTimeout > 0) settings.push({ ...Keepalive.defaults, closeTimeout: handshakeTimeout })
+  return { routes, maxConnections, handshakeTimeout, shutdownTimeout, resolution: Keepalive.resolutionFor(settings) }
+}
+
+/**
+ * Mounts the WebSocket routes on `server` for the lifetime of the scope.
+ * The server is not started or closed; on scope close every WebSocket
+ * connection is closed with 1001 and the listeners are removed.
+ */
+const mountScoped = <R>(server: Http.Server, options: MountOptions<R>) =>
+  Effect.gen(function*() {
+    const resolved = yield* Effect.try({
+      try: () => resolve(options),
+      catch: (error) => new ServerError({ reason: new InvalidOptions({ message: (error as Error).message }) })
+    })
+    const supervisor = yield* Supervisor.make<R>({
+      resolution: resolved.resolution,
+      shutdownTimeout: resolved.shutdownTimeout
+    })
+    const context = yield* Effect.context<R>()
+    const clock = yield* Clock.Clock
+    const run = Effect.runCallbackWith(context)
+    const mounted = mount(server, {
+      routes: resolved.routes,
+      supervisor,
+      authenticate: options.authenticate,
+      allowedOrigins: options.allowedOrigins ? new Set(options.allowedOrigins) : undefined,
+      maxConnections: resolved.maxConnections,
+      handshakeTimeout: resolved.handshakeTimeout,
+      onRequest: options.onRequest,
+      runCallback: (effect, onExit) => {
+        run(effect, { onExit })
+      },
+      now: () => clock.currentTimeMillisUnsafe()
+    })
+    if (resolved.handshakeTimeout > 0) {
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.andThen(
+            Effect.sleep(resolved.resolution),
+            Effect.sync(() => mounted.sweep(clock.currentTimeMillisUnsafe()))
+          )
+        )
+      )
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        mounted.dropHandshaking()
+        yield* supervisor.shutdown
+        mounted.detach()
+      })
+    )
+    return supervisor
+  })
+
+const listen = (server: Http.Server, port: number, host: string) =>
+  Effect.callback<AddressInfo, ServerError>((resume) => {
+    const onError = (error: Error) => {
+      server.off("listening", onListening)
+      resume(Effect.fail(new ServerError({ reason: new ListenFailed({ port, host, message: error.message }) })))
+    }
+    const onListening = () => {
+      server.off("error", onError)
+      resume(Effect.succeed(server.address() as AddressInfo))
+    }
+    server.once("error", onError)
+    server.once("listening", onListening)
+    server.listen(port, host)
+  })
+
+const closeServer = (server: Http.Server) =>
+  Effect.callback<void>((resume) => {
+    if (!server.listening) return resume(Effect.void)
+    server.close(() => resume(Effect.void))
+    server.closeAllConnections()
+  })
+
+/**
+ * A WebSocket server on its own `node:http` server, listening on `port` and
+ * `host`. The layer's services `R` are what the routes' behaviours need.
+ *
+ * @example
+ * ```ts
+ * import { NodeRuntime } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ * import { Behavior } from "@switchboard/core"
+ * import { NodeServer } from "@switchboard/node"
+ *
+ * const Echo = Behavior.make({ onMessage: (conn, message) => conn.send(message) })
+ *
+ * NodeRuntime.runMain(Layer.launch(NodeServer.layer({ port: 8080, routes: { "/echo": Echo } })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, ServerError, R> =>
+  Layer.effect(NodeServer)(
+    Effect.gen(function*() {
+      const server = Http.createServer()
+      const port = options.port ?? 8080
+      const host = options.host ?? "127.0.0.1"
+      // finalizers run in reverse: connections are closed (1001) before the listener goes
+      yield* Effect.addFinalizer(() => closeServer(server))
+      const supervisor = yield* mountScoped(server, options)
+      const address = yield* listen(server, port, host)
+      yield* Effect.logInfo(`switchboard listening on ws://${host}:${address.port}`)
+      return NodeServer.of({ port: address.port, host, connections: () => supervisor.size })
+    })
+  )
+
+/**
+ * Mounts the WebSocket routes on an `http.Server` (or `https.Server`) the
+ * user owns and starts. The layer does not listen or close the server; when
+ * its scope closes it closes the WebSocket connections (1001) and removes its
+ * listeners.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerAttached = <R = never>(
+  server: Http.Server,
+  options: MountOptions<R>
+): Layer.Layer<NodeServer, ServerError, R> =>
+  Layer.effect(NodeServer)(
+    Effect.gen(function*() {
+      const supervisor = yield* mountScoped(server, options)
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      const host = typeof address === "object" && address !== null ? address.address : ""
+      return NodeServer.of({ port, host, connections: () => supervisor.size })
+    })
+  )
+

@@ -1,0 +1,164 @@
+/**
+ * The HTTP side of the reactor: routing an upgrade request to a route,
+ * admission (shutdown, origin, connection limit, authenticate hook), plain
+ * HTTP answers for what is not a WebSocket, and the handshake timeout.
+ */
+import type { IncomingMessage, Server, ServerResponse } from "node:http"
+import { STATUS_CODES } from "node:http"
+import type { Socket } from "node:net"
+import { type Handshake, Supervisor } from "@switchboard/core"
+import { Cause, Effect, Exit } from "effect"
+import { WebSocketServer } from "ws"
+import { attach, WsTransport } from "./reactor.ts"
+
+/** A resolved route with the ws server that parses its frames. */
+export interface MountedRoute<R> {
+  readonly route: Supervisor.Route<R>
+  readonly wss: WebSocketServer
+}
+
+export interface MountOptions<R> {
+  readonly routes: ReadonlyMap<string, Supervisor.Route<R>>
+  readonly supervisor: Supervisor.Supervisor<R>
+  readonly authenticate: Handshake.Authenticate<unknown, R> | undefined
+  readonly allowedOrigins: ReadonlySet<string> | undefined
+  readonly maxConnections: number
+  readonly handshakeTimeout: number
+  readonly onRequest: ((request: IncomingMessage, response: ServerResponse) => void) | undefined
+  readonly runCallback: <A, E>(effect: Effect.Effect<A, E, R>, onExit: (exit: Exit.Exit<A, E>) => void) => void
+  readonly now: () => number
+}
+
+/** Writes a plain HTTP response on a raw socket and closes it. */
+export const reject = (socket: Socket, status: number, message?: string, headers: string = ""): void => {
+  if (socket.destroyed) return
+  const body = message ?? STATUS_CODES[status] ?? ""
+  socket.once("finish", socket.destroy)
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n` +
+      `Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\n${headers}` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  )
+}
+
+const ignore = (): void => {}
+
+/**
+ * Installs the request, upgrade and connection listeners on `server`.
+ * Returns the sweep (handshake timeout) and the detach function.
+ */
+export const mount = <R>(server: Server, options: MountOptions<R>) => {
+  const { supervisor, routes } = options
+  const mounted = new Map<string, MountedRoute<R>>()
+  for (const [path, route] of routes) {
+    mounted.set(path, {
+      route,
+      wss: new WebSocketServer({
+        noServer: true,
+        clientTracking: false,
+        perMessageDeflate: false,
+        maxPayload: route.settings.maxMessageBytes
+      })
+    })
+  }
+  /** Sockets whose HTTP request has not completed yet, with when they connected. */
+  const handshaking = new Map<Socket, number>()
+  let pending = 0
+
+  const upgrade = (
+    entry: MountedRoute<R>,
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    request: Handshake.UpgradeRequest,
+    auth: unknown
+  ) => {
+    if (socket.destroyed) return
+    if (!supervisor.accepting) return reject(socket, 503, "server shutting down")
+    entry.wss.handleUpgrade(req, socket, head, (ws) => {
+      const actor = supervisor.accept(entry.route, new WsTransport(ws, socket), {
+        request,
+        remoteAddress: request.remoteAddress,
+        auth
+      })
+      attach(ws, socket, actor)
+    })
+  }
+
+  const onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    handshaking.delete(socket)
+    socket.on("error", ignore)
+    if (!supervisor.accepting) return reject(socket, 503, "server shutting down")
+    let url: URL
+    try {
+      url = new URL(req.url ?? "/", "http://localhost")
+    } catch {
+      return reject(socket, 400, "malformed request target")
+    }
+    const entry = mounted.get(url.pathname)
+    if (entry === undefined) return reject(socket, 404)
+    if (options.allowedOrigins !== undefined) {
+      const origin = req.headers.origin
+      if (origin === undefined || !options.allowedOrigins.has(origin)) return reject(socket, 403, "origin not allowed")
+    }
+    if (supervisor.size + pending >= options.maxConnections) return reject(socket, 503, "too many connections")
+    const request: Handshake.UpgradeRequest = {
+      path: url.pathname,
+      query: url.searchParams,
+      headers: req.headers,
+      remoteAddress: socket.remoteAddress ?? ""
+    }
+    const authenticate = options.authenticate
+    if (authenticate === undefined) return upgrade(entry, req, socket, head, request, undefined)
+    pending++
+    options.runCallback(authenticate(request), (exit) => {
+      pending--
+      if (Exit.isSuccess(exit)) return upgrade(entry, req, socket, head, request, exit.value)
+      const failure = exit.cause.reasons.find(Cause.isFailReason)
+      if (failure !== undefined) return reject(socket, failure.error.status, failure.error.message)
+      options.runCallback(Effect.logError("authenticate failed", exit.cause), ignore)
+      reject(socket, 500)
+    })
+  }
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    handshaking.delete(req.socket)
+    if (options.onRequest !== undefined) return options.onRequest(req, res)
+    const body = "426 Upgrade Required: this endpoint speaks WebSocket\n"
+    res.writeHead(426, { Upgrade: "websocket", Connection: "Upgrade", "Content-Type": "text/plain; charset=utf-8" })
+    res.end(body)
+  }
+
+  const onConnection = (socket: Socket) => {
+    // no per-socket listener: upgrade/request remove the entry, the sweep drops dead ones
+    if (options.handshakeTimeout > 0) handshaking.set(socket, options.now())
+  }
+
+  server.on("upgrade", onUpgrade)
+  server.on("request", onRequest)
+  server.on("connection", onConnection)
+
+  return {
+    /** Drops sockets whose upgrade request did not complete within `handshakeTimeout`. */
+    sweep: (now: number) => {
+      for (const [socket, since] of handshaking) {
+        if (socket.destroyed) handshaking.delete(socket)
+        else if (now - since >= options.handshakeTimeout) {
+          handshaking.delete(socket)
+          socket.destroy()
+        }
+      }
+    },
+    /** Destroys sockets still in their HTTP handshake. */
+    dropHandshaking: () => {
+      for (const socket of handshaking.keys()) socket.destroy()
+      handshaking.clear()
+    },
+    detach: () => {
+      server.off("upgrade", onUpgrade)
+      server.off("request", onRequest)
+      server.off("connection", onConnection)
+      for (const { wss } of mounted.values()) wss.close()
+    }
+  }
+}
