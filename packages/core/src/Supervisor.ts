@@ -32,6 +32,8 @@ import type { Transport } from "./Transport.ts"
 export interface Actor {
   /** The route's `maxMessageBytes`, for the reactor's frame parser. */
   readonly maxMessageBytes: number
+  /** Resolves once the actor has run `onClose` and left the supervisor. */
+  readonly finished: Effect.Effect<void>
   /** The connection as its behaviour sees it. */
   readonly connection: Connection.Connection<unknown>
   /** A complete message from the peer. The actor pauses the transport when its mailbox is full. */
@@ -100,6 +102,14 @@ export interface Options {
   readonly resolution?: number
   /** How long shutdown waits for close handshakes before terminating sockets. Default 5 s. */
   readonly shutdownTimeout?: number
+  /**
+   * Exact timers, for tests: every event reads the Clock, and the sweeper
+   * also wakes at each connection's next deadline, so a timer fires at
+   * exactly its duration. Costs a Clock read per event and a wake-up per
+   * deadline; servers keep the default (false) and fire within one
+   * `resolution`.
+   */
+  readonly exactTimers?: boolean
 }
 
 /**
@@ -161,6 +171,7 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
     let emptyWaiters: Array<() => void> = []
     let accepting = true
 
+    const exact = options.exactTimers === true
     const host: Host = {
       now: clock.currentTimeMillisUnsafe(),
       fork: (effect) => runFork(effect),
@@ -201,13 +212,21 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
       actors.clear()
     })
 
-    const sweep = Effect.sync(() => {
+    if (exact) {
+      Object.defineProperty(host, "now", { get: () => clock.currentTimeMillisUnsafe(), set: () => {} })
+    }
+
+    // One sweeper per supervisor: no timer per connection or per message.
+    const sweep = Effect.suspend(() => {
       const now = clock.currentTimeMillisUnsafe()
       host.now = now
-      for (const actor of actors) actor.checkTimers(now)
+      let next = Number.POSITIVE_INFINITY
+      for (const actor of actors) next = Math.min(next, actor.checkTimers(now))
+      const delay = exact ? Math.max(1, Math.min(resolution, next - now)) : resolution
+      return Effect.sleep(delay)
     })
     yield* Effect.addFinalizer(() => shutdown)
-    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(resolution), sweep)))
+    yield* Effect.forkScoped(Effect.andThen(Effect.sleep(resolution), Effect.forever(sweep)))
 
     const supervisor: Supervisor<R> = {
       get size() {

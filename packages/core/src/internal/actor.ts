@@ -9,7 +9,7 @@
  * and ends when the mailbox is empty. So an idle connection costs this record
  * and its socket, nothing else (see docs/adr/0001-hibernating-actors.md).
  */
-import { Cause, Effect, type Fiber } from "effect"
+import { Cause, Effect, type Exit, type Fiber } from "effect"
 import * as Behavior from "../Behavior.ts"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
@@ -58,10 +58,10 @@ export class ActorImpl implements Connection.Connection<unknown> {
   /** Inbound activity (any frame) and outbound activity, as `host.now`. */
   lastIn: number
   lastOut: number
-  /** When the unanswered keepalive ping was sent; 0 when none is pending. */
-  pingSentAt = 0
-  /** When the server sent its close frame; 0 when it has not. */
-  closeSentAt = 0
+  /** When the unanswered keepalive ping was sent; -1 when none is pending. */
+  pingSentAt = -1
+  /** When the server sent its close frame; -1 when it has not. */
+  closeSentAt = -1
   private inbox: Array<Signal> = []
   /** Payload bytes (UTF-16 units for text) in the inbox: a second bound besides the count. */
   private inboxBytes = 0
@@ -140,7 +140,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   pongUnsafe(): void {
     this.lastIn = this.host.now
-    this.pingSentAt = 0
+    this.pingSentAt = -1
   }
 
   drainUnsafe(): void {
@@ -250,29 +250,49 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.transport.terminate()
   }
 
-  /** Called by the sweeper with the Clock's current time. */
-  checkTimers(now: number): void {
+  /**
+   * Called by the sweeper with the Clock's current time: fires what is due
+   * and returns when this actor next needs a look (Infinity: never).
+   */
+  checkTimers(now: number): number {
     const t = this.settings.timers
     if (this.phase === enum_.closing) {
-      if (t.closeTimeout > 0 && this.closeSentAt > 0 && now - this.closeSentAt >= t.closeTimeout) {
-        this.transport.terminate()
-      }
-      return
+      if (t.closeTimeout === 0 || this.closeSentAt < 0) return Number.POSITIVE_INFINITY
+      const due = this.closeSentAt + t.closeTimeout
+      if (now < due) return due
+      this.transport.terminate()
+      return Number.POSITIVE_INFINITY
     }
-    if (this.phase !== enum_.open) return
-    if (t.idleTimeout > 0 && now - Math.max(this.lastIn, this.lastOut) >= t.idleTimeout) {
-      this.closeWith(CloseCode.Normal, "idle timeout", CloseReason.timeout("idle"))
-      return
+    if (this.phase !== enum_.open) return Number.POSITIVE_INFINITY
+    let next = Number.POSITIVE_INFINITY
+    if (t.idleTimeout > 0) {
+      const due = Math.max(this.lastIn, this.lastOut) + t.idleTimeout
+      if (now >= due) {
+        this.closeWith(CloseCode.Normal, "idle timeout", CloseReason.timeout("idle"))
+        return this.closeSentAt + t.closeTimeout
+      }
+      next = due
     }
     if (t.pingAfter > 0) {
-      if (this.pingSentAt > 0) {
-        if (now - this.pingSentAt >= t.closeAfterNoPong) this.terminate(CloseReason.timeout("keepalive"))
-      } else if (now - this.lastIn >= t.pingAfter) {
-        // pingSentAt doubles as the "pending" flag, so it is never 0 once set
-        this.pingSentAt = now || Number.MIN_VALUE
-        this.transport.ping()
+      if (this.pingSentAt >= 0) {
+        const due = this.pingSentAt + t.closeAfterNoPong
+        if (now >= due) {
+          this.terminate(CloseReason.timeout("keepalive"))
+          return Number.POSITIVE_INFINITY
+        }
+        next = Math.min(next, due)
+      } else {
+        const due = this.lastIn + t.pingAfter
+        if (now >= due) {
+          this.pingSentAt = now
+          this.transport.ping()
+          next = Math.min(next, now + t.closeAfterNoPong)
+        } else {
+          next = Math.min(next, due)
+        }
       }
     }
+    return next
   }
 
   // ---------------------------------------------------------------- mailbox and drain loop
@@ -281,7 +301,10 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.inbox.push(signal)
     if (!this.running) {
       this.running = true
-      this.fiber = this.host.fork((this.drain ??= Effect.suspend(() => this.next())))
+      // The drain starts on the next scheduler tick, not inside this call: every message the
+      // reactor parses from one TCP read lands in the same batch, whose replies go out in one write.
+      this.fiber = this.host.fork((this.drain ??= Effect.andThen(Effect.yieldNow, Effect.suspend(() => this.next()))))
+      this.fiber.addObserver((this.onDrainExit ??= (exit) => this.drainExited(exit)))
     }
   }
 
@@ -294,6 +317,28 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   /** Created on the first message, so that an idle connection holds no effect objects. */
   private drain: Effect.Effect<void> | undefined = undefined
+  private onDrainExit: ((exit: Exit.Exit<void>) => void) | undefined = undefined
+
+  /**
+   * The drain loop handles every failure of a callback itself; a drain fiber
+   * that still ends in failure hit something the loop could not catch (a
+   * callback that returned a non-effect, a throwing logger). Supervise it
+   * the same way: close with 1011, and let a new drain deliver the close.
+   */
+  private drainExited(exit: Exit.Exit<void>): void {
+    if (exit._tag === "Success" || Cause.hasInterruptsOnly(exit.cause)) return
+    this.running = false
+    this.fiber = undefined
+    this.crashed = true
+    this.corked = false
+    this.transport.uncork()
+    this.host.fork(this.logCause("actor died; closing with 1011", exit.cause))
+    this.closeWith(CloseCode.InternalError, "internal error", CloseReason.crash(exit.cause))
+    if (this.inbox.length > 0 && !this.running) {
+      this.running = true
+      this.fiber = this.host.fork(this.drain!)
+    }
+  }
 
   private next(): Effect.Effect<void> {
     const batch = this.inbox
@@ -357,9 +402,25 @@ export class ActorImpl implements Connection.Connection<unknown> {
     }
   }
 
+  /** Resolves once `onClose` has run and the actor left its supervisor. */
+  get finished(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (this.done) return resume(Effect.void)
+      ;(this.finishWaiters ??= []).push(() => resume(Effect.void))
+    })
+  }
+  private done = false
+  private finishWaiters: Array<() => void> | undefined = undefined
+
   private finish(): Effect.Effect<void, unknown> {
     const h = this.handlers
-    const done = Effect.sync(() => this.host.remove(this))
+    const done = Effect.sync(() => {
+      this.done = true
+      this.host.remove(this)
+      const waiters = this.finishWaiters
+      this.finishWaiters = undefined
+      if (waiters !== undefined) for (const wake of waiters) wake()
+    })
     // a behaviour whose init failed has no state to close over
     if (h.onClose === undefined || (h.init !== undefined && !this.started)) return done
     return h.onClose(this, this.closeReason ?? CloseReason.lost, this.state).pipe(

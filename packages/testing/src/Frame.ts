@@ -1,0 +1,56 @@
+/**
+ * What a `TestClient` receives from the server, one value per frame.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * A frame sent by the server to a test client.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Frame =
+  | { readonly _tag: "Text"; readonly text: string }
+  | { readonly _tag: "Binary"; readonly data: Uint8Array }
+  | { readonly _tag: "Ping" }
+  | { readonly _tag: "Close"; readonly code: number; readonly reason: string }
+
+/**
+ * A short description of a frame for error messages.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const describe = (frame: Frame | undefined): string => {
+  if (frame === undefined) return "nothing (the connection is closed)"
+  switch (frame._tag) {
+    case "Text":
+      return `Text(${JSON.stringify(frame.text.length > 60 ? `${frame.text.slice(0, 60)}…` : frame.text)})`
+    case "Binary":
+      return `Binary(${frame.data.byteLength} bytes)`
+    case "Ping":
+      return "Ping"
+    case "Close":
+      return `Close(${frame.code}${frame.reason ? `, ${JSON.stringify(frame.reason)}` : ""})`
+  }
+}
+
+/**
+ * The payload size of a frame, as a socket would buffer it.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const byteLength = (frame: Frame): number => {
+  switch (frame._tag) {
+    case "Text":
+      return Buffer.byteLength(frame.text)
+    case "Binary":
+      return frame.data.byteLength
+    case "Ping":
+      return 2
+    case "Close":
+      return 4 + Buffer.byteLength(frame.reason)
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * A test kit for behaviours: `TestClient.connect` runs a behaviour's real
+ * actor, mailbox and lifecycle timers against an in-memory reactor — no
+ * socket, no port, no waiting. With `it.effect` (which provides `TestClock`),
+ * a keepalive scenario of 60 s + 100 s runs in milliseconds.
+ *
+ * The client behaves like a well-mannered peer: it answers the server's close
+ * frame, and it reads frames only when the test asks (`next`, `expectText`,
+ * …), so the server's `send` backpressure is real — unread frames count in
+ * `conn.bufferedAmount`.
+ *
+ * Services the behaviour needs (a hub, a job pool) come from the test's
+ * context: provide their layers to the test as you would to a server.
+ *
+ * @example
+ * ```ts
+ * import { expect, it } from "@effect/vitest"
+ * import { Effect } from "effect"
+ * import { TestClock } from "effect/testing"
+ * import { TestClient } from "@switchboard/testing"
+ *
+ * it.effect("closes a client that never answers a ping", () =>
+ *   Effect.gen(function*() {
+ *     const client = yield* TestClient.connect(Echo, {
+ *       keepalive: { pingAfter: "60 seconds", closeAfterNoPong: "100 seconds" }
+ *     })
+ *     yield* TestClock.adjust("60 seconds")
+ *     yield* client.expectPing
+ *     yield* TestClock.adjust("100 seconds")
+ *     expect((yield* client.closed).code).toBe(1006)
+ *   }))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { type Behavior, type Connection, Keepalive, type Message, Supervisor } from "@switchboard/core"
+import { Effect, type Scope } from "effect"
+import type * as Frame from "./Frame.ts"
+import { describe } from "./Frame.ts"
+import { type Closed, MemoryTransport } from "./internal/memoryTransport.ts"
+import { UnexpectedFrame } from "./TestClientError.ts"
+
+/**
+ * Options of `connect`: the route's connection settings, the upgrade request
+ * the behaviour sees, and how the client behaves.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends Connection.Options {
+  /** The upgrade request's path, query and headers. Default: path "/", no query, no headers. */
+  readonly request?: Partial<Connection.Request>
+  readonly remoteAddress?: string
+  /** What an `authenticate` hook would have attached (`conn.auth`). */
+  readonly auth?: unknown
+  /** Whether the client answers the server's close frame. Default true; false simulates a peer that ignores it. */
+  readonly answerClose?: boolean
+}
+
+/**
+ * An in-memory client connected to a behaviour.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TestClient<I = never> {
+  /** The server side of the connection, as the behaviour sees it (use it to `tell`). */
+  readonly connection: Connection.Connection<I>
+  /** Sends a text or binary message. While the server has paused reading, it is held back (as TCP would). */
+  send(message: Message.Message): Effect.Effect<void>
+  /** Sends a ping (the server's reactor answers it; it counts as activity). */
+  readonly ping: Effect.Effect<void>
+  /** Sends a pong, as an answer to the server's keepalive ping. */
+  readonly pong: Effect.Effect<void>
+  /** Starts the close handshake; the server answers with the same code. */
+  close(code?: number, reason?: string): Effect.Effect<void>
+  /** Drops the TCP connection without a close frame (the server sees 1006). */
+  readonly drop: Effect.Effect<void>
+  /** The next frame from the server; waits for one. Fails if the connection closes with nothing left to read. */
+  readonly next: Effect.Effect<Frame.Frame, UnexpectedFrame>
+  /** Reads the next frame, which must be a text message. */
+  readonly expectText: Effect.Effect<string, UnexpectedFrame>
+  /** Reads the next frame, which must be a binary message. */
+  readonly expectBinary: Effect.Effect<Uint8Array, UnexpectedFrame>
+  /** Reads the next frame, which must be a ping. */
+  readonly expectPing: Effect.Effect<void, UnexpectedFrame>
+  /** Reads the next frame, which must be a close frame (with `code`, if given). */
+  expectClose(code?: number): Effect.Effect<{ readonly code: number; readonly reason: string }, UnexpectedFrame>
+  /** Frames received and not yet read. */
+  readonly pending: ReadonlyArray<Frame.Frame>
+  /** True while the server has stopped reading from this client (its mailbox is full). */
+  readonly paused: boolean
+  /** How many times the server paused reading. */
+  readonly pauses: number
+  /** Waits until the TCP connection is gone: the close code of the handshake, or 1006 if it was dropped. */
+  readonly closed: Effect.Effect<Closed>
+  /** Waits until the behaviour's `onClose` has run. */
+  readonly finished: Effect.Effect<void>
+}
+
+/**
+ * Connects an in-memory client to `behavior` and starts its actor, in the
+ * current scope (the connection is shut down with 1001 when it closes).
+ * Timers are exact: with `TestClock`, a timer fires at exactly its duration.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const connect = <I, R>(
+  behavior: Behavior.Behavior<I, R>,
+  options: Options = {}
+): Effect.Effect<TestClient<I>, never, Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const route = Supervisor.route(behavior as Behavior.Behavior<never, R>, options)
+    const supervisor = yield* Supervisor.make<R>({
+      resolution: Keepalive.resolutionFor([route.settings.timers]),
+      exactTimers: true
+    })
+    const transport = new MemoryTransport()
+    transport.answerClose = options.answerClose ?? true
+    const actor = supervisor.accept(route, transport, {
+      request: {
+        path: options.request?.path ?? "/",
+        query: options.request?.query ?? new URLSearchParams(),
+        headers: options.request?.headers ?? {}
+      },
+      remoteAddress: options.remoteAddress ?? "127.0.0.1",
+      auth: options.auth
+    })
+    transport.actor = actor
+    return makeClient<I>(transport, actor)
+  })
+
+const makeClient = <I>(transport: MemoryTransport, actor: Supervisor.Actor): TestClient<I> => {
+  const next: Effect.Effect<Frame.Frame, UnexpectedFrame> = Effect.callback((resume) => {
+    const attempt = (): void => {
+      const frame = transport.take()
+      if (frame !== undefined) return resume(Effect.succeed(frame))
+      if (transport.closed !== undefined) {
+        return resume(Effect.fail(new UnexpectedFrame({ expected: "a frame", actual: describe(undefined) })))
+      }
+      transport.onFrame(attempt)
+    }
+    attempt()
+  })
+  const expect = <A>(expected: string, pick: (frame: Frame.Frame) => A | undefined) =>
+    Effect.flatMap(next, (frame) => {
+      const value = pick(frame)
+      return value === undefined
+        ? Effect.fail(new UnexpectedFrame({ expected, actual: describe(frame) }))
+        : Effect.succeed(value)
+    })
+  return {
+    connection: actor.connection as Connection.Connection<I>,
+    send: (message) => Effect.sync(() => transport.clientSend(message)),
+    ping: Effect.sync(() => transport.clientPing()),
+    pong: Effect.sync(() => transport.clientPong()),
+    close: (code = 1000, reason = "") => Effect.sync(() => transport.clientCloses(code, reason)),
+    drop: Effect.sync(() => transport.clientDrop()),
+    next,
+    expectText: expect("a text message", (f) => (f._tag === "Text" ? f.text : undefined)),
+    expectBinary: expect("a binary message", (f) => (f._tag === "Binary" ? f.data : undefined)),
+    expectPing: expect("a ping", (f) => (f._tag === "Ping" ? true : undefined)).pipe(Effect.asVoid),
+    expectClose: (code) =>
+      expect(code === undefined ? "a close frame" : `a close frame with code ${code}`, (f) =>
+        f._tag === "Close" && (code === undefined || f.code === code) ? { code: f.code, reason: f.reason } : undefined
+      ),
+    get pending() {
+      return transport.frames
+    },
+    get paused() {
+      return transport.paused
+    },
+    get pauses() {
+      return transport.pauses
+    },
+    closed: Effect.callback<Closed>((resume) => {
+      const attempt = (): void => {
+        if (transport.closed !== undefined) return resume(Effect.succeed(transport.closed))
+        transport.onClose(attempt)
+      }
+      attempt()
+    }),
+    finished: actor.finished
+  }
+}
