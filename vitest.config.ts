@@ -4,6 +4,9 @@ export default defineConfig({
   test: {
     include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts"],
     testTimeout: 30_000,
-    hookTimeout: 30_000
+    hookTimeout: 30_000,
+    // CI reads the counts from the JSON report (see .ci/run)
+    reporters: process.env.CI ? ["default", "json"] : ["default"],
+    outputFile: { json: ".vitest/results.json" }
   }
 })

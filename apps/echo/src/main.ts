@@ -31,7 +31,7 @@ const settings = Config.all({
 
 // 3. The server layer.
 const EchoServer = Layer.unwrap(
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const s = yield* settings
     yield* Effect.logInfo(
       `echo: port=${s.port} host=${s.host} pingAfter=${Duration.format(s.pingAfter)} ` +

@@ -50,8 +50,7 @@ export const isBinary = (message: Message): message is Uint8Array => typeof mess
  * @since 0.1.0
  * @category guards
  */
-export const isMessage = (value: unknown): value is Message =>
-  typeof value === "string" || value instanceof Uint8Array
+export const isMessage = (value: unknown): value is Message => typeof value === "string" || value instanceof Uint8Array
 
 const encoder = new TextEncoder()
 

@@ -87,7 +87,12 @@ export const route = <R>(
   }
   return {
     behavior,
-    settings: { mailboxCapacity, highWaterMark, maxMessageBytes, timers: Keepalive.resolve(options, Keepalive.resolve(base)) }
+    settings: {
+      mailboxCapacity,
+      highWaterMark,
+      maxMessageBytes,
+      timers: Keepalive.resolve(options, Keepalive.resolve(base))
+    }
   }
 }
 
@@ -161,7 +166,7 @@ export interface Supervisor<R> {
  * @category constructors
  */
 export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor<R>, never, Scope.Scope | R> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const resolution = options.resolution ?? 1_000
     const shutdownTimeout = options.shutdownTimeout ?? 5_000
     const context = yield* Effect.context<R>()
@@ -194,7 +199,7 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
       })
     })
 
-    const shutdown = Effect.gen(function*() {
+    const shutdown = Effect.gen(function* () {
       accepting = false
       if (actors.size === 0) return
       host.now = clock.currentTimeMillisUnsafe()

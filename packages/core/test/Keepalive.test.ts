@@ -13,16 +13,17 @@ const keepalive = { pingAfter: "60 seconds", closeAfterNoPong: "100 seconds" } a
 
 describe("Keepalive", () => {
   it.effect("pings after pingAfter of inbound inactivity", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const client = yield* TestClient.connect(Echo, { keepalive })
       yield* TestClock.adjust("59 seconds")
       expect(client.pending).toEqual([])
       yield* TestClock.adjust("1 second")
       yield* client.expectPing
-    }))
+    })
+  )
 
   it.effect("postpones the ping after any inbound activity", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const client = yield* TestClient.connect(Echo, { keepalive })
       yield* TestClock.adjust("45 seconds")
       yield* client.send("still here")
@@ -31,10 +32,11 @@ describe("Keepalive", () => {
       expect(client.pending).toEqual([])
       yield* TestClock.adjust("1 second")
       yield* client.expectPing
-    }))
+    })
+  )
 
   it.effect("keeps a connection whose client answers with a pong", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const client = yield* TestClient.connect(Echo, { keepalive })
       for (let round = 0; round < 3; round++) {
         yield* TestClock.adjust("60 seconds")
@@ -48,10 +50,11 @@ describe("Keepalive", () => {
       expect(client.connection.isOpen).toBe(true)
       yield* client.send("alive")
       expect(yield* client.expectText).toBe("alive")
-    }))
+    })
+  )
 
   it.effect("destroys the connection when no pong arrives within closeAfterNoPong, with reason Timeout", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       reasons.length = 0
       const client = yield* TestClient.connect(Echo, { keepalive })
       yield* TestClock.adjust("60 seconds")
@@ -62,10 +65,11 @@ describe("Keepalive", () => {
       expect((yield* client.closed).code).toBe(1006)
       yield* client.finished
       expect(reasons).toEqual([{ _tag: "Timeout", timer: "keepalive" }])
-    }))
+    })
+  )
 
   it.effect("closes with 1000 after idleTimeout without messages either way", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       reasons.length = 0
       const client = yield* TestClient.connect(Echo, { keepalive: false, idleTimeout: "30 seconds" })
       yield* TestClock.adjust("20 seconds")
@@ -77,10 +81,11 @@ describe("Keepalive", () => {
       expect(yield* client.expectClose(1000)).toEqual({ code: 1000, reason: "idle timeout" })
       yield* client.finished
       expect(reasons).toEqual([{ _tag: "Timeout", timer: "idle" }])
-    }))
+    })
+  )
 
   it.effect("counts outbound messages as activity for the idle timeout", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const Ticker = Behavior.make({
         onInfo: (conn, info: string) => conn.send(info)
       })
@@ -92,10 +97,11 @@ describe("Keepalive", () => {
       expect(client.connection.isOpen).toBe(true)
       yield* TestClock.adjust("5 seconds")
       yield* client.expectClose(1000)
-    }))
+    })
+  )
 
   it.effect("terminates a peer that does not answer the close frame within closeTimeout", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const Closer = Behavior.make({ onMessage: (conn) => conn.close(4000, "done") })
       const client = yield* TestClient.connect(Closer, {
         keepalive: false,
@@ -108,15 +114,17 @@ describe("Keepalive", () => {
       expect(client.pending).toEqual([])
       yield* TestClock.adjust("1 milli")
       expect((yield* client.closed).code).toBe(1006)
-    }))
+    })
+  )
 
   it.effect("sends no ping when keepalive is off", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const client = yield* TestClient.connect(Echo, { keepalive: false })
       yield* TestClock.adjust("1 hour")
       expect(client.pending).toEqual([])
       expect(client.connection.isOpen).toBe(true)
-    }))
+    })
+  )
 
   it("resolves durations, defaults and the sweep resolution", () => {
     expect(Keepalive.resolve(undefined)).toEqual(Keepalive.defaults)

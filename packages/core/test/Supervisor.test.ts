@@ -12,23 +12,24 @@ const noTimers = { keepalive: false, closeTimeout: false } as const
 
 describe("Supervisor (connection actor)", () => {
   it.effect("echoes text as text and binary as binary", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const client = yield* TestClient.connect(Echo, noTimers)
       yield* client.send("hello")
       yield* client.send(new Uint8Array([1, 2, 3]))
       expect(yield* client.expectText).toBe("hello")
       expect([...(yield* client.expectBinary)]).toEqual([1, 2, 3])
-    }))
+    })
+  )
 
   it.effect("handles messages one at a time, in arrival order, with the state it returned", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const seen: Array<string> = []
       let inFlight = 0
       let maxInFlight = 0
       const Slow = Behavior.make({
         init: () => Effect.succeed(0),
         onMessage: (conn, message, count: number) =>
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             inFlight++
             maxInFlight = Math.max(maxInFlight, inFlight)
             yield* Effect.yieldNow
@@ -43,10 +44,11 @@ describe("Supervisor (connection actor)", () => {
       for (let i = 0; i < 50; i++) expect(yield* client.expectText).toBe(`${i + 1}:m${i}`)
       expect(seen).toEqual(Array.from({ length: 50 }, (_, i) => `m${i}`))
       expect(maxInFlight).toBe(1)
-    }))
+    })
+  )
 
   it.effect("runs init before any message and delivers tell to onInfo after queued messages", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const Greeter = Behavior.make({
         // init's `conn` is annotated: TypeScript would otherwise fix the info type before reading onInfo
         init: (conn: Connection.Connection<string>) => Effect.as(conn.send("welcome"), "anon"),
@@ -63,10 +65,11 @@ describe("Supervisor (connection actor)", () => {
       yield* client.connection.tell("tick")
       expect(yield* client.expectText).toBe("ada: hi")
       expect(yield* client.expectText).toBe("info for ada: tick")
-    }))
+    })
+  )
 
   it.effect("calls onClose once with the client's close code and reason", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const reasons: Array<CloseReason.CloseReason> = []
       const Tracked = Behavior.make({
         onClose: (_conn, reason) => Effect.sync(() => void reasons.push(reason))
@@ -77,10 +80,11 @@ describe("Supervisor (connection actor)", () => {
       yield* client.finished
       expect(reasons).toEqual([{ _tag: "Peer", code: 4001, reason: "bye" }])
       expect(client.connection.isOpen).toBe(false)
-    }))
+    })
+  )
 
   it.effect("closes with 1011 when a callback fails, logs it with the connection id, and reports a Crash", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const logs: Array<{ message: unknown; annotations: Record<string, unknown> }> = []
       const logger = Logger.make<unknown, void>(({ message, fiber }) => {
         logs.push({ message, annotations: fiber.getRef(References.CurrentLogAnnotations) })
@@ -103,10 +107,11 @@ describe("Supervisor (connection actor)", () => {
       const error = logs.find((l) => String(l.message).includes("behavior failed"))
       assert.isDefined(error)
       expect(error?.annotations.connectionId).toBe(client.connection.id)
-    }))
+    })
+  )
 
   it.effect("a defect in one connection closes only that connection", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const Fragile = Behavior.make({
         onMessage: (conn, message) => (message === "die" ? Effect.die(new Error("bug")) : conn.send(message))
       })
@@ -117,10 +122,11 @@ describe("Supervisor (connection actor)", () => {
       yield* b.send("still here")
       expect(yield* b.expectText).toBe("still here")
       expect(b.connection.isOpen).toBe(true)
-    }))
+    })
+  )
 
   it.effect("does not call onClose when init failed, and closes with 1011", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       let closes = 0
       const BadInit = Behavior.make({
         init: () => Effect.fail("no state"),
@@ -130,15 +136,19 @@ describe("Supervisor (connection actor)", () => {
       expect((yield* client.expectClose()).code).toBe(1011)
       yield* client.finished
       expect(closes).toBe(0)
-    }))
+    })
+  )
 
   it.effect("pauses reading while the mailbox is full and loses nothing", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const gate = yield* Deferred.make<void>()
       const received: Array<string> = []
       const Gated = Behavior.make({
         onMessage: (_conn, message) =>
-          Effect.andThen(Deferred.await(gate), Effect.sync(() => void received.push(String(message))))
+          Effect.andThen(
+            Deferred.await(gate),
+            Effect.sync(() => void received.push(String(message)))
+          )
       })
       const client = yield* TestClient.connect(Gated, { ...noTimers, mailboxCapacity: 4 })
       for (let i = 0; i < 100; i++) yield* client.send(`m${i}`)
@@ -149,15 +159,16 @@ describe("Supervisor (connection actor)", () => {
       expect(received).toEqual(Array.from({ length: 100 }, (_, i) => `m${i}`))
       expect(client.paused).toBe(false)
       expect(client.pauses).toBeGreaterThan(1)
-    }))
+    })
+  )
 
   it.effect("suspends send while more than highWaterMark bytes are unread, until the socket drains", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const progress = yield* Ref.make(0)
       const chunk = new Uint8Array(16 * 1024)
       const Flood = Behavior.make({
         onMessage: (conn) =>
-          Effect.gen(function*() {
+          Effect.gen(function* () {
             for (let i = 0; i < 10; i++) {
               yield* conn.send(chunk)
               yield* Ref.set(progress, i + 1)
@@ -172,10 +183,11 @@ describe("Supervisor (connection actor)", () => {
       expect(client.connection.bufferedAmount).toBe(3 * 16 * 1024)
       for (let i = 0; i < 10; i++) expect((yield* client.expectBinary).byteLength).toBe(chunk.byteLength)
       expect(yield* Ref.get(progress)).toBe(10)
-    }))
+    })
+  )
 
   it.effect("rejects a close code that may not be sent", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const results: Array<Exit.Exit<void, ConnectionError.ConnectionError>> = []
       const Closer = Behavior.make({
         onMessage: (conn, message) =>
@@ -195,10 +207,11 @@ describe("Supervisor (connection actor)", () => {
         expect(error?._tag === "Fail" && error.error.reason._tag).toBe("InvalidClose")
       }
       assert.isTrue(Exit.isSuccess(results[1]!))
-    }))
+    })
+  )
 
   it.effect("tell fails with MailboxFull when the mailbox is full and NotOpen after close", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const gate = yield* Deferred.make<void>()
       const started = yield* Deferred.make<void>()
       const Stuck = Behavior.make({
@@ -216,10 +229,11 @@ describe("Supervisor (connection actor)", () => {
       yield* client.finished
       const closed = yield* Effect.flip(client.connection.tell("d"))
       expect(closed.reason._tag).toBe("NotOpen")
-    }))
+    })
+  )
 
   it.effect("closes every connection with 1001 when its scope closes, and runs onClose with Shutdown", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const reasons: Array<string> = []
       const Tracked = Behavior.make({
         onClose: (_conn, reason) => Effect.sync(() => void reasons.push(reason._tag))
@@ -235,10 +249,11 @@ describe("Supervisor (connection actor)", () => {
         expect((yield* client.closed).code).toBe(1001)
       }
       expect(reasons).toEqual(["Shutdown", "Shutdown"])
-    }))
+    })
+  )
 
   it.effect("terminates connections that do not finish closing within the shutdown timeout", () =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const scope = yield* Scope.make()
       const client = yield* TestClient.connect(Echo, { ...noTimers, answerClose: false }).pipe(Scope.provide(scope))
       const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
@@ -246,5 +261,6 @@ describe("Supervisor (connection actor)", () => {
       yield* TestClock.adjust("5 seconds")
       expect((yield* client.closed).code).toBe(1006)
       yield* Fiber.await(closing)
-    }))
+    })
+  )
 })

@@ -79,6 +79,8 @@ export class NodeServer extends Context.Service<
     readonly host: string
     /** Open WebSocket connections. */
     readonly connections: () => number
+    /** Times a socket's reading was paused because its actor's mailbox was full. */
+    readonly pausedReads: () => number
   }
 >()("@switchboard/node/NodeServer") {}
 
@@ -112,7 +114,7 @@ const resolve = <R>(options: MountOptions<R>) => {
  * connection is closed with 1001 and the listeners are removed.
  */
 const mountScoped = <R>(server: Http.Server, options: MountOptions<R>) =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const resolved = yield* Effect.try({
       try: () => resolve(options),
       catch: (error) => new ServerError({ reason: new InvalidOptions({ message: (error as Error).message }) })
@@ -148,13 +150,13 @@ const mountScoped = <R>(server: Http.Server, options: MountOptions<R>) =>
       )
     }
     yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         mounted.dropHandshaking()
         yield* supervisor.shutdown
         mounted.detach()
       })
     )
-    return supervisor
+    return { supervisor, stats: mounted.stats }
   })
 
 const listen = (server: Http.Server, port: number, host: string) =>
@@ -200,16 +202,21 @@ const closeServer = (server: Http.Server) =>
  */
 export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, ServerError, R> =>
   Layer.effect(NodeServer)(
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const server = Http.createServer()
       const port = options.port ?? 8080
       const host = options.host ?? "127.0.0.1"
       // finalizers run in reverse: connections are closed (1001) before the listener goes
       yield* Effect.addFinalizer(() => closeServer(server))
-      const supervisor = yield* mountScoped(server, options)
+      const { supervisor, stats } = yield* mountScoped(server, options)
       const address = yield* listen(server, port, host)
       yield* Effect.logInfo(`switchboard listening on ws://${host}:${address.port}`)
-      return NodeServer.of({ port: address.port, host, connections: () => supervisor.size })
+      return NodeServer.of({
+        port: address.port,
+        host,
+        connections: () => supervisor.size,
+        pausedReads: () => stats.pauses
+      })
     })
   )
 
@@ -227,12 +234,11 @@ export const layerAttached = <R = never>(
   options: MountOptions<R>
 ): Layer.Layer<NodeServer, ServerError, R> =>
   Layer.effect(NodeServer)(
-    Effect.gen(function*() {
-      const supervisor = yield* mountScoped(server, options)
+    Effect.gen(function* () {
+      const { supervisor, stats } = yield* mountScoped(server, options)
       const address = server.address()
       const port = typeof address === "object" && address !== null ? address.port : 0
       const host = typeof address === "object" && address !== null ? address.address : ""
-      return NodeServer.of({ port, host, connections: () => supervisor.size })
+      return NodeServer.of({ port, host, connections: () => supervisor.size, pausedReads: () => stats.pauses })
     })
   )
-

@@ -110,7 +110,7 @@ export const connect = <I, R>(
   behavior: Behavior.Behavior<I, R>,
   options: Options = {}
 ): Effect.Effect<TestClient<I>, never, Scope.Scope | R> =>
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const route = Supervisor.route(behavior as Behavior.Behavior<never, R>, options)
     const supervisor = yield* Supervisor.make<R>({
       resolution: Keepalive.resolutionFor([route.settings.timers]),
@@ -135,11 +135,10 @@ const makeClient = <I>(transport: MemoryTransport, actor: Supervisor.Actor): Tes
   const next: Effect.Effect<Frame.Frame, UnexpectedFrame> = Effect.callback((resume) => {
     const attempt = (): void => {
       const frame = transport.take()
-      if (frame !== undefined) return resume(Effect.succeed(frame))
-      if (transport.closed !== undefined) {
-        return resume(Effect.fail(new UnexpectedFrame({ expected: "a frame", actual: describe(undefined) })))
-      }
-      transport.onFrame(attempt)
+      if (frame !== undefined) resume(Effect.succeed(frame))
+      else if (transport.closed !== undefined) {
+        resume(Effect.fail(new UnexpectedFrame({ expected: "a frame", actual: describe(undefined) })))
+      } else transport.onFrame(attempt)
     }
     attempt()
   })
@@ -176,8 +175,8 @@ const makeClient = <I>(transport: MemoryTransport, actor: Supervisor.Actor): Tes
     },
     closed: Effect.callback<Closed>((resume) => {
       const attempt = (): void => {
-        if (transport.closed !== undefined) return resume(Effect.succeed(transport.closed))
-        transport.onClose(attempt)
+        if (transport.closed !== undefined) resume(Effect.succeed(transport.closed))
+        else transport.onClose(attempt)
       }
       attempt()
     }),

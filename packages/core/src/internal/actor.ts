@@ -303,7 +303,12 @@ export class ActorImpl implements Connection.Connection<unknown> {
       this.running = true
       // The drain starts on the next scheduler tick, not inside this call: every message the
       // reactor parses from one TCP read lands in the same batch, whose replies go out in one write.
-      this.fiber = this.host.fork((this.drain ??= Effect.andThen(Effect.yieldNow, Effect.suspend(() => this.next()))))
+      this.fiber = this.host.fork(
+        (this.drain ??= Effect.andThen(
+          Effect.yieldNow,
+          Effect.suspend(() => this.next())
+        ))
+      )
       this.fiber.addObserver((this.onDrainExit ??= (exit) => this.drainExited(exit)))
     }
   }

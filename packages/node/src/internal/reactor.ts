@@ -16,13 +16,21 @@ const kActor = Symbol.for("switchboard.actor")
 
 type Bound<T> = T & { [kActor]?: Supervisor.Actor }
 
+/** Counters shared by the transports of one server. */
+export interface ReactorStats {
+  /** Times a socket stopped being read because its actor's mailbox was full. */
+  pauses: number
+}
+
 /** The outbound writer of one ws connection. */
 export class WsTransport implements Transport.Transport {
   readonly ws: WebSocket
   readonly socket: Socket
-  constructor(ws: WebSocket, socket: Socket) {
+  readonly stats: ReactorStats
+  constructor(ws: WebSocket, socket: Socket, stats: ReactorStats) {
     this.ws = ws
     this.socket = socket
+    this.stats = stats
   }
   send(message: string | Uint8Array): void {
     this.ws.send(message)
@@ -40,6 +48,7 @@ export class WsTransport implements Transport.Transport {
     return this.ws.bufferedAmount
   }
   pause(): void {
+    this.stats.pauses++
     this.ws.pause()
   }
   resume(): void {

@@ -6,10 +6,10 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http"
 import { STATUS_CODES } from "node:http"
 import type { Socket } from "node:net"
-import { type Handshake, Supervisor } from "@switchboard/core"
+import type { Handshake, Supervisor } from "@switchboard/core"
 import { Cause, Effect, Exit } from "effect"
 import { WebSocketServer } from "ws"
-import { attach, WsTransport } from "./reactor.ts"
+import { attach, type ReactorStats, WsTransport } from "./reactor.ts"
 
 /** A resolved route with the ws server that parses its frames. */
 export interface MountedRoute<R> {
@@ -61,6 +61,7 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
       })
     })
   }
+  const stats: ReactorStats = { pauses: 0 }
   /** Sockets whose HTTP request has not completed yet, with when they connected. */
   const handshaking = new Map<Socket, number>()
   let pending = 0
@@ -76,7 +77,7 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
     if (socket.destroyed) return
     if (!supervisor.accepting) return reject(socket, 503, "server shutting down")
     entry.wss.handleUpgrade(req, socket, head, (ws) => {
-      const actor = supervisor.accept(entry.route, new WsTransport(ws, socket), {
+      const actor = supervisor.accept(entry.route, new WsTransport(ws, socket, stats), {
         request,
         remoteAddress: request.remoteAddress,
         auth
@@ -139,6 +140,7 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
   server.on("connection", onConnection)
 
   return {
+    stats,
     /** Drops sockets whose upgrade request did not complete within `handshakeTimeout`. */
     sweep: (now: number) => {
       for (const [socket, since] of handshaking) {
