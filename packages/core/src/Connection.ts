@@ -81,6 +81,12 @@ export interface Connection<in I = never> {
   tell(info: I): Effect.Effect<void, ConnectionError>
   /** `tell` for synchronous callers: true if `info` was enqueued. */
   tellUnsafe(info: I): boolean
+  /**
+   * Runs `finalizer` when the connection ends, after `onClose` (last added,
+   * first run). On a connection that already ended it runs at once. The hub
+   * uses it to end subscriptions with the connection.
+   */
+  addFinalizer(finalizer: Effect.Effect<void>): Effect.Effect<void>
 }
 
 /**

@@ -1,8 +1,13 @@
 /**
  * The outbound half of the reactor–actor boundary. A reactor (the Node `ws`
  * reactor, the in-memory test reactor, a future Bun reactor) implements one
- * `Transport` per connection; the actor writes through it and never touches a
- * socket. The inbound half is `Supervisor.Actor`.
+ * `Transport` per connection; the actor and the hub write through it and
+ * never touch a socket. The inbound half is `Supervisor.Actor`.
+ *
+ * A transport may coalesce writes: the Node reactor corks a socket on its
+ * first write of an event-loop turn and flushes every corked socket once at
+ * the end of the turn, so a batch of replies or a burst of broadcasts leaves
+ * in one system call. `flush` pushes the buffered writes out at once.
  *
  * Every method is synchronous and must not throw: a reactor that cannot write
  * (the socket is gone) ignores the call and reports the close through
@@ -11,6 +16,7 @@
  * @since 0.1.0
  */
 import type { Message } from "./Message.ts"
+import type { PreparedMessage } from "./PreparedMessage.ts"
 
 /**
  * What an actor needs from the socket it is attached to.
@@ -21,6 +27,8 @@ import type { Message } from "./Message.ts"
 export interface Transport {
   /** Writes a text (`string`) or binary (`Uint8Array`) message as one frame. */
   send(message: Message): void
+  /** Writes a message that was framed once for many sockets (`prepared.bytes` as they are). */
+  sendPrepared(prepared: PreparedMessage): void
   /** Sends a ping frame. */
   ping(): void
   /** Starts the close handshake: sends a close frame with this code and reason. */
@@ -33,8 +41,6 @@ export interface Transport {
   pause(): void
   /** Reads from the peer again. */
   resume(): void
-  /** Buffers writes until `uncork`, so that a batch of replies goes out in one write. */
-  cork(): void
-  /** Flushes the writes buffered since `cork`. */
-  uncork(): void
+  /** Hands coalesced writes to the socket now (before waiting for a drain). */
+  flush(): void
 }

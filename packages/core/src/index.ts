@@ -8,6 +8,8 @@
  */
 
 /** @since 0.1.0 */
+export * as Backplane from "./Backplane.ts"
+/** @since 0.1.0 */
 export * as Behavior from "./Behavior.ts"
 /** @since 0.1.0 */
 export * as CloseCode from "./CloseCode.ts"
@@ -20,9 +22,13 @@ export * as ConnectionError from "./ConnectionError.ts"
 /** @since 0.1.0 */
 export * as Handshake from "./Handshake.ts"
 /** @since 0.1.0 */
+export * as Hub from "./Hub.ts"
+/** @since 0.1.0 */
 export * as Keepalive from "./Keepalive.ts"
 /** @since 0.1.0 */
 export * as Message from "./Message.ts"
+/** @since 0.1.0 */
+export * as PreparedMessage from "./PreparedMessage.ts"
 /** @since 0.1.0 */
 export * as Supervisor from "./Supervisor.ts"
 /** @since 0.1.0 */

@@ -33,7 +33,14 @@
  *
  * @since 0.1.0
  */
-import { type Behavior, type Connection, Keepalive, type Message, Supervisor } from "@switchboard/core"
+import {
+  type Behavior,
+  type Connection,
+  Keepalive,
+  type Message,
+  type PreparedMessage,
+  Supervisor
+} from "@switchboard/core"
 import { Effect, type Scope } from "effect"
 import type * as Frame from "./Frame.ts"
 import { describe } from "./Frame.ts"
@@ -86,6 +93,8 @@ export interface TestClient<I = never> {
   readonly expectPing: Effect.Effect<void, UnexpectedFrame>
   /** Reads the next frame, which must be a close frame (with `code`, if given). */
   expectClose(code?: number): Effect.Effect<{ readonly code: number; readonly reason: string }, UnexpectedFrame>
+  /** The framed-once messages (hub fan-out) written to this client, in order: the same object reaches every subscriber. */
+  readonly framed: ReadonlyArray<PreparedMessage.PreparedMessage>
   /** Frames received and not yet read. */
   readonly pending: ReadonlyArray<Frame.Frame>
   /** True while the server has stopped reading from this client (its mailbox is full). */
@@ -166,6 +175,9 @@ const makeClient = <I>(transport: MemoryTransport, actor: Supervisor.Actor): Tes
       ),
     get pending() {
       return transport.frames
+    },
+    get framed() {
+      return transport.prepared
     },
     get paused() {
       return transport.paused

@@ -6,6 +6,8 @@
  */
 
 /** @since 0.1.0 */
+export * as BackplaneConformance from "./BackplaneConformance.ts"
+/** @since 0.1.0 */
 export * as Frame from "./Frame.ts"
 /** @since 0.1.0 */
 export * as TestClient from "./TestClient.ts"

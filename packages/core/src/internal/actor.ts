@@ -5,7 +5,7 @@
  * The actor hibernates: no fiber exists while its mailbox is empty. The
  * reactor pushes into the mailbox synchronously; the first push into an empty
  * mailbox forks a drain fiber, which takes the whole mailbox as a batch,
- * handles it one message at a time (writes corked, flushed once per batch)
+ * handles it one message at a time (the transport coalesces the batch's writes)
  * and ends when the mailbox is empty. So an idle connection costs this record
  * and its socket, nothing else (see docs/adr/0001-hibernating-actors.md).
  */
@@ -17,6 +17,7 @@ import type * as Connection from "../Connection.ts"
 import * as ConnectionError from "../ConnectionError.ts"
 import type * as Keepalive from "../Keepalive.ts"
 import type { Message } from "../Message.ts"
+import type { PreparedMessage } from "../PreparedMessage.ts"
 import type { Transport } from "../Transport.ts"
 
 /** What an actor shares with its siblings: the supervisor's side. */
@@ -68,7 +69,6 @@ export class ActorImpl implements Connection.Connection<unknown> {
   private spare: Array<Signal> = []
   private running = false
   private paused = false
-  private corked = false
   private drainWaiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
   fiber: Fiber.Fiber<void, never> | undefined = undefined
   // the supervisor runs every fiber with the server's services, so R is provided
@@ -189,9 +189,26 @@ export class ActorImpl implements Connection.Connection<unknown> {
         return
       }
       this.drainWaiter = resume
-      this.flush()
+      this.transport.flush()
     })
   }
+
+  /** The hub's fan-out write: synchronous, never waits; false when the connection is not open. */
+  sendPreparedUnsafe(prepared: PreparedMessage): boolean {
+    if (this.phase !== enum_.open) return false
+    this.transport.sendPrepared(prepared)
+    this.lastOut = this.host.now
+    return true
+  }
+
+  addFinalizer(finalizer: Effect.Effect<void>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.done) return finalizer
+      ;(this.finalizers ??= []).push(finalizer)
+      return Effect.void
+    })
+  }
+  private finalizers: Array<Effect.Effect<void>> | undefined = undefined
 
   get ping(): Effect.Effect<void> {
     return Effect.sync(() => {
@@ -313,13 +330,6 @@ export class ActorImpl implements Connection.Connection<unknown> {
     }
   }
 
-  private flush(): void {
-    if (this.corked) {
-      this.corked = false
-      this.transport.uncork()
-    }
-  }
-
   /** Created on the first message, so that an idle connection holds no effect objects. */
   private drain: Effect.Effect<void> | undefined = undefined
   private onDrainExit: ((exit: Exit.Exit<void>) => void) | undefined = undefined
@@ -335,8 +345,6 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.running = false
     this.fiber = undefined
     this.crashed = true
-    this.corked = false
-    this.transport.uncork()
     this.host.fork(this.logCause("actor died; closing with 1011", exit.cause))
     this.closeWith(CloseCode.InternalError, "internal error", CloseReason.crash(exit.cause))
     if (this.inbox.length > 0 && !this.running) {
@@ -358,13 +366,8 @@ export class ActorImpl implements Connection.Connection<unknown> {
       this.paused = false
       this.transport.resume()
     }
-    if (this.phase !== enum_.closed) {
-      this.corked = true
-      this.transport.cork()
-    }
     const handled = Effect.catchCause(this.handleFrom(batch, 0), (cause) => this.onFailure(cause))
     return Effect.flatMap(handled, () => {
-      this.flush()
       batch.length = 0
       this.spare = batch
       return this.next()
@@ -419,13 +422,27 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   private finish(): Effect.Effect<void, unknown> {
     const h = this.handlers
-    const done = Effect.sync(() => {
-      this.done = true
-      this.host.remove(this)
-      const waiters = this.finishWaiters
-      this.finishWaiters = undefined
-      if (waiters !== undefined) for (const wake of waiters) wake()
-    })
+    const done = Effect.suspend(() => {
+      const finalizers = this.finalizers
+      this.finalizers = undefined
+      if (finalizers === undefined) return Effect.void
+      // like a Scope: last added, first run; one failing finalizer does not stop the others
+      return Effect.forEach(
+        finalizers.reverse(),
+        (finalizer) => Effect.catchCause(finalizer, (cause) => this.logCause("connection finalizer failed", cause)),
+        { discard: true }
+      )
+    }).pipe(
+      Effect.andThen(
+        Effect.sync(() => {
+          this.done = true
+          this.host.remove(this)
+          const waiters = this.finishWaiters
+          this.finishWaiters = undefined
+          if (waiters !== undefined) for (const wake of waiters) wake()
+        })
+      )
+    )
     // a behaviour whose init failed has no state to close over
     if (h.onClose === undefined || (h.init !== undefined && !this.started)) return done
     return h.onClose(this, this.closeReason ?? CloseReason.lost, this.state).pipe(

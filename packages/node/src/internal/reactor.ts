@@ -9,7 +9,7 @@
  * `WsTransport.pause`/`resume`.
  */
 import type { Socket } from "node:net"
-import { ConnectionError, type Supervisor, type Transport } from "@switchboard/core"
+import { ConnectionError, type PreparedMessage, type Supervisor, type Transport } from "@switchboard/core"
 import type { WebSocket } from "ws"
 
 const kActor = Symbol.for("switchboard.actor")
@@ -33,7 +33,14 @@ export class WsTransport implements Transport.Transport {
     this.stats = stats
   }
   send(message: string | Uint8Array): void {
+    this.cork()
     this.ws.send(message)
+  }
+  sendPrepared(prepared: PreparedMessage.PreparedMessage): void {
+    // the frame is complete; ws's Sender keeps no state between frames without compression
+    if (this.ws.readyState !== 1) return
+    this.cork()
+    this.socket.write(prepared.bytes)
   }
   ping(): void {
     this.ws.ping()
@@ -54,12 +61,32 @@ export class WsTransport implements Transport.Transport {
   resume(): void {
     this.ws.resume()
   }
-  cork(): void {
+  /** Set while the socket is corked until the end of this event-loop turn. */
+  corked = false
+  private cork(): void {
+    if (this.corked) return
+    this.corked = true
     this.socket.cork()
+    corkedTransports.push(this)
+    if (corkedTransports.length === 1) process.nextTick(flushCorked)
   }
-  uncork(): void {
+  flush(): void {
+    if (!this.corked) return
+    this.corked = false
     this.socket.uncork()
   }
+}
+
+/**
+ * Transports corked during this turn. Writes made while the actors handle a
+ * batch (their replies, the hub's fan-out) accumulate per socket and leave in
+ * one write per socket once the turn's work is done.
+ */
+let corkedTransports: Array<WsTransport> = []
+const flushCorked = (): void => {
+  const transports = corkedTransports
+  corkedTransports = []
+  for (const transport of transports) transport.flush()
 }
 
 function onMessage(this: Bound<WebSocket>, data: Buffer, isBinary: boolean): void {

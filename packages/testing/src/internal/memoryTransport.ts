@@ -6,7 +6,7 @@
  * a close frame is answered unless the client is told not to, and
  * `terminate` drops the connection at once.
  */
-import type { Message, Supervisor, Transport } from "@switchboard/core"
+import type { Message, PreparedMessage, Supervisor, Transport } from "@switchboard/core"
 import * as Frame from "../Frame.ts"
 
 export interface Closed {
@@ -61,8 +61,13 @@ export class MemoryTransport implements Transport.Transport {
       else this.readClose(next)
     }
   }
-  cork(): void {}
-  uncork(): void {}
+  sendPrepared(prepared: PreparedMessage.PreparedMessage): void {
+    this.prepared.push(prepared)
+    this.send(prepared.message)
+  }
+  /** Every prepared message written to this client, to check that fan-out framed once. */
+  readonly prepared: Array<PreparedMessage.PreparedMessage> = []
+  flush(): void {}
 
   private deliver(frame: Frame.Frame): void {
     if (this.closed !== undefined) return

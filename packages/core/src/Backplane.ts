@@ -1,0 +1,133 @@
+/**
+ * The backplane carries hub traffic between hubs: between processes on one
+ * machine, between machines. A hub publishes every broadcast and every
+ * join/leave through it and listens on it for the topics it has members in,
+ * so a hub's fan-out does not care where a publisher runs.
+ *
+ * Two methods, so that a backplane is easy to write: `publish` an envelope on
+ * a topic, and `subscribe` to a topic for as long as a scope lives.
+ * `layerMemory` (one process) is the default; `@switchboard/redis` spans
+ * machines. Every backplane passes the conformance suite in
+ * `@switchboard/testing` (`BackplaneConformance`).
+ *
+ * @since 0.1.0
+ */
+import { Context, Data, Effect, Layer, type Scope } from "effect"
+import type { Message } from "./Message.ts"
+
+/**
+ * A member of a topic, as presence reports it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Member {
+  /** The connection id (unique within its node). */
+  readonly id: string
+  /** The node (hub instance) the connection lives on. */
+  readonly node: string
+  /** What the member joined with (a nickname, a user id, …). */
+  readonly meta: unknown
+}
+
+/**
+ * What travels on a topic: a broadcast message, or a member joining or
+ * leaving. `origin` is the publishing hub's node id; `exclude` is a
+ * connection id on that node that must not receive the message
+ * (`broadcastFrom`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Envelope =
+  | {
+      readonly _tag: "Broadcast"
+      readonly topic: string
+      readonly origin: string
+      readonly message: Message
+      readonly exclude?: string
+    }
+  | { readonly _tag: "Joined"; readonly topic: string; readonly origin: string; readonly member: Member }
+  | { readonly _tag: "Left"; readonly topic: string; readonly origin: string; readonly member: Member }
+
+/**
+ * A backplane could not publish or subscribe (its connection is down, a
+ * message could not be encoded).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BackplaneError extends Data.TaggedError("BackplaneError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/**
+ * The backplane service.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class Backplane extends Context.Service<
+  Backplane,
+  {
+    /**
+     * Delivers `envelope` to every subscriber of `envelope.topic`, on every
+     * node, the publisher's own included. Envelopes of one publisher arrive
+     * in publish order.
+     */
+    readonly publish: (envelope: Envelope) => Effect.Effect<void, BackplaneError>
+    /**
+     * Calls `onEnvelope` for every envelope published on `topic` until the
+     * scope closes. `onEnvelope` is synchronous and must not throw.
+     */
+    readonly subscribe: (
+      topic: string,
+      onEnvelope: (envelope: Envelope) => void
+    ) => Effect.Effect<void, BackplaneError, Scope.Scope>
+  }
+>()("@switchboard/core/Backplane") {}
+
+/**
+ * A backplane within one process: `publish` calls the topic's subscribers
+ * synchronously, in subscription order.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Backplane, Hub } from "@switchboard/core"
+ *
+ * const HubLive = Hub.layer().pipe(Layer.provide(Backplane.layerMemory))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory: Layer.Layer<Backplane> = Layer.sync(Backplane)(() => {
+  const topics = new Map<string, Set<(envelope: Envelope) => void>>()
+  return Backplane.of({
+    publish: (envelope) =>
+      Effect.sync(() => {
+        const handlers = topics.get(envelope.topic)
+        if (handlers === undefined) return
+        for (const handler of handlers) handler(envelope)
+      }),
+    subscribe: (topic, onEnvelope) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          // a wrapper per subscription, so the same function can subscribe twice
+          const handler = (envelope: Envelope) => onEnvelope(envelope)
+          let handlers = topics.get(topic)
+          if (handlers === undefined) topics.set(topic, (handlers = new Set()))
+          handlers.add(handler)
+          return handler
+        }),
+        (handler) =>
+          Effect.sync(() => {
+            const handlers = topics.get(topic)
+            handlers?.delete(handler)
+            if (handlers?.size === 0) topics.delete(topic)
+          })
+      ).pipe(Effect.asVoid)
+  })
+})

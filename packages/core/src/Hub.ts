@@ -1,0 +1,279 @@
+/**
+ * The hub: topics (rooms) and their fan-out. A connection subscribes to a
+ * topic; a broadcast on the topic reaches every subscriber, wherever it was
+ * published, through the `Backplane`.
+ *
+ * - A broadcast is encoded and framed once per process (`PreparedMessage`);
+ *   the same bytes are written to every subscriber's socket.
+ * - The hub never waits on a subscriber: writes are synchronous and
+ *   coalesced by the reactor. A subscriber whose socket has more than
+ *   `maxBufferedBytes` unsent is a slow consumer: the message is dropped for
+ *   it (`"drop"`), or it is closed with 1008 or 1013 (`{ close: code }`).
+ *   Either way it is counted in the `switchboard_hub_slow_consumer_total`
+ *   metric, and the memory it holds stays bounded.
+ * - Messages of one publisher reach every subscriber in publish order.
+ * - Subscriptions end with the connection (and with `unsubscribe`).
+ * - `join` is `subscribe` with presence: the member's metadata is listed by
+ *   `members`, and every other present member gets a `Presence` event
+ *   (`Joined`/`Left`) in its `onInfo`.
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Exit, Layer, Metric, Scope } from "effect"
+import * as Backplane from "./Backplane.ts"
+import type * as CloseCode from "./CloseCode.ts"
+import * as CloseReason from "./CloseReason.ts"
+import type { Connection } from "./Connection.ts"
+import { ActorImpl } from "./internal/actor.ts"
+import type { Message } from "./Message.ts"
+import * as PreparedMessage from "./PreparedMessage.ts"
+
+/**
+ * A presence event, delivered to `onInfo` of the members that `join`ed a
+ * topic when another member joins or leaves it (on any node).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Presence =
+  | { readonly _tag: "Joined"; readonly topic: string; readonly member: Backplane.Member }
+  | { readonly _tag: "Left"; readonly topic: string; readonly member: Backplane.Member }
+
+/**
+ * Options of the hub.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Unsent bytes a subscriber may hold before the slow-consumer policy applies. Default 1 MiB. */
+  readonly maxBufferedBytes?: number
+  /** `"drop"` (default) skips the message for that subscriber; `{ close }` closes it with 1008 or 1013. */
+  readonly slowConsumer?: "drop" | { readonly close: typeof CloseCode.PolicyViolation | typeof CloseCode.TryAgainLater }
+}
+
+/**
+ * Slow-consumer events, by `policy` attribute (`drop` or `close`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const slowConsumerTotal = Metric.counter("switchboard_hub_slow_consumer_total", {
+  description: "Hub messages dropped for, or connections closed as, slow consumers"
+})
+
+/**
+ * Broadcasts framed (once each, per process).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const framedTotal = Metric.counter("switchboard_hub_framed_total", {
+  description: "Hub broadcasts encoded and framed; each is written to all local subscribers"
+})
+
+/**
+ * The hub service.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Behavior, Hub } from "@switchboard/core"
+ *
+ * // every message goes to everyone else in the lobby
+ * const Lobby = Behavior.make({
+ *   init: (conn) => Effect.gen(function*() {
+ *     const hub = yield* Hub.Hub
+ *     yield* hub.subscribe("lobby", conn)
+ *   }),
+ *   onMessage: (conn, message) => Effect.gen(function*() {
+ *     const hub = yield* Hub.Hub
+ *     yield* hub.broadcastFrom("lobby", conn, message)
+ *   })
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class Hub extends Context.Service<
+  Hub,
+  {
+    /** This hub's node id (unique per hub instance). */
+    readonly node: string
+    /** Subscribes `conn` to `topic` until it unsubscribes or ends. Subscribing twice is a no-op. */
+    readonly subscribe: (topic: string, conn: Connection<never>) => Effect.Effect<void, Backplane.BackplaneError>
+    /**
+     * Subscribes with presence: `meta` is listed by `members`, the room is
+     * told (`Joined`), and `conn` is told when others join or leave.
+     */
+    readonly join: (
+      topic: string,
+      conn: Connection<Presence>,
+      meta?: unknown
+    ) => Effect.Effect<void, Backplane.BackplaneError>
+    /** Ends a subscription (a member that joined is announced as `Left`). */
+    readonly unsubscribe: (topic: string, conn: Connection<never>) => Effect.Effect<void, Backplane.BackplaneError>
+    /** Sends `message` to every subscriber of `topic`. */
+    readonly broadcast: (topic: string, message: Message) => Effect.Effect<void, Backplane.BackplaneError>
+    /** Sends `message` to every subscriber of `topic` but `sender`. */
+    readonly broadcastFrom: (
+      topic: string,
+      sender: Connection<never>,
+      message: Message
+    ) => Effect.Effect<void, Backplane.BackplaneError>
+    /** The members of `topic` on this node that `join`ed, with their metadata, in join order. */
+    readonly members: (topic: string) => Effect.Effect<ReadonlyArray<Backplane.Member>>
+    /** Topics with at least one local subscriber. */
+    readonly topics: Effect.Effect<ReadonlyArray<string>>
+  }
+>()("@switchboard/core/Hub") {}
+
+interface Subscription {
+  readonly member: Backplane.Member | undefined
+}
+
+interface Topic {
+  readonly subscribers: Map<ActorImpl, Subscription>
+  readonly scope: Scope.Closeable
+}
+
+const actorOf = (conn: Connection<never>): ActorImpl => {
+  if (conn instanceof ActorImpl) return conn
+  throw new TypeError("Hub: not a connection of a Switchboard server")
+}
+
+let nodeCounter = 0
+
+/**
+ * Makes a hub on the current `Backplane`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<Hub["Service"], never, Backplane.Backplane | Scope.Scope> =>
+  Effect.gen(function* () {
+    const backplane = yield* Backplane.Backplane
+    const context = yield* Effect.context<never>()
+    const layerScope = yield* Effect.scope
+    const maxBufferedBytes = options.maxBufferedBytes ?? 1024 * 1024
+    const policy = options.slowConsumer ?? "drop"
+    const node = `${globalThis.crypto.randomUUID().slice(0, 8)}-${++nodeCounter}`
+    const topics = new Map<string, Topic>()
+    const drops = Metric.withAttributes(slowConsumerTotal, { policy: "drop" })
+    const closes = Metric.withAttributes(slowConsumerTotal, { policy: "close" })
+
+    const deliver = (topic: Topic, envelope: Backplane.Envelope): void => {
+      if (envelope._tag !== "Broadcast") return announce(topic, envelope)
+      const exclude = envelope.origin === node ? envelope.exclude : undefined
+      let prepared: PreparedMessage.PreparedMessage | undefined
+      for (const actor of topic.subscribers.keys()) {
+        if (exclude !== undefined && actor.id === exclude) continue
+        if (!actor.isOpen) continue
+        if (prepared === undefined) {
+          prepared = PreparedMessage.make(envelope.message)
+          framedTotal.updateUnsafe(1, context)
+        }
+        if (actor.bufferedAmount > maxBufferedBytes) {
+          if (policy === "drop") {
+            drops.updateUnsafe(1, context)
+          } else {
+            closes.updateUnsafe(1, context)
+            actor.closeWith(policy.close, "slow consumer", CloseReason.local(policy.close, "slow consumer"))
+          }
+          continue
+        }
+        actor.sendPreparedUnsafe(prepared)
+      }
+    }
+
+    const announce = (topic: Topic, envelope: Extract<Backplane.Envelope, { _tag: "Joined" | "Left" }>): void => {
+      const event: Presence = { _tag: envelope._tag, topic: envelope.topic, member: envelope.member }
+      for (const [actor, subscription] of topic.subscribers) {
+        if (subscription.member === undefined) continue
+        if (envelope.origin === node && actor.id === envelope.member.id) continue
+        actor.tellUnsafe(event)
+      }
+    }
+
+    const topicFor = (name: string): Effect.Effect<Topic, Backplane.BackplaneError> =>
+      Effect.suspend(() => {
+        const existing = topics.get(name)
+        if (existing !== undefined) return Effect.succeed(existing)
+        return Effect.gen(function* () {
+          const scope = yield* Scope.fork(layerScope)
+          const topic: Topic = { subscribers: new Map(), scope }
+          topics.set(name, topic)
+          yield* backplane
+            .subscribe(name, (envelope) => deliver(topic, envelope))
+            .pipe(
+              Scope.provide(scope),
+              Effect.onError(() =>
+                Effect.andThen(
+                  Effect.sync(() => topics.delete(name)),
+                  Scope.close(scope, Exit.void)
+                )
+              )
+            )
+          return topic
+        })
+      })
+
+    const leave = (name: string, actor: ActorImpl): Effect.Effect<void, Backplane.BackplaneError> =>
+      Effect.suspend(() => {
+        const topic = topics.get(name)
+        const subscription = topic?.subscribers.get(actor)
+        if (topic === undefined || subscription === undefined) return Effect.void
+        topic.subscribers.delete(actor)
+        const announced =
+          subscription.member === undefined
+            ? Effect.void
+            : backplane.publish({ _tag: "Left", topic: name, origin: node, member: subscription.member })
+        if (topic.subscribers.size > 0) return announced
+        topics.delete(name)
+        return Effect.andThen(announced, Scope.close(topic.scope, Exit.void))
+      })
+
+    const add = (name: string, actor: ActorImpl, member: Backplane.Member | undefined) =>
+      Effect.gen(function* () {
+        const topic = yield* topicFor(name)
+        if (topic.subscribers.has(actor) || !actor.isOpen) return
+        topic.subscribers.set(actor, { member })
+        yield* actor.addFinalizer(Effect.ignore(leave(name, actor)))
+        if (member !== undefined) yield* backplane.publish({ _tag: "Joined", topic: name, origin: node, member })
+      })
+
+    return Hub.of({
+      node,
+      subscribe: (topic, conn) => Effect.suspend(() => add(topic, actorOf(conn), undefined)),
+      join: (topic, conn, meta) =>
+        Effect.suspend(() => {
+          const actor = actorOf(conn as Connection<never>)
+          return add(topic, actor, { id: actor.id, node, meta })
+        }),
+      unsubscribe: (topic, conn) => Effect.suspend(() => leave(topic, actorOf(conn))),
+      broadcast: (topic, message) => backplane.publish({ _tag: "Broadcast", topic, origin: node, message }),
+      broadcastFrom: (topic, sender, message) =>
+        backplane.publish({ _tag: "Broadcast", topic, origin: node, message, exclude: sender.id }),
+      members: (name) =>
+        Effect.sync(() => {
+          const topic = topics.get(name)
+          if (topic === undefined) return []
+          const members: Array<Backplane.Member> = []
+          for (const subscription of topic.subscribers.values()) {
+            if (subscription.member !== undefined) members.push(subscription.member)
+          }
+          return members
+        }),
+      topics: Effect.sync(() => [...topics.keys()])
+    })
+  })
+
+/**
+ * The hub as a layer, on the `Backplane` it is given.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options?: Options): Layer.Layer<Hub, never, Backplane.Backplane> =>
+  Layer.effect(Hub)(make(options))

@@ -1,0 +1,143 @@
+/**
+ * The conformance suite every backplane passes. It registers vitest tests
+ * for a backplane layer: delivery to every subscriber of a topic and only
+ * to them, publish order, the end of a subscription with its scope, and
+ * envelopes (text, binary, presence metadata) arriving intact.
+ *
+ * Deliveries may be asynchronous (Redis), so the suite waits for them with
+ * real time, bounded.
+ *
+ * @example
+ * ```ts
+ * import { Backplane } from "@switchboard/core"
+ * import { BackplaneConformance } from "@switchboard/testing"
+ *
+ * BackplaneConformance.run("memory", Backplane.layerMemory)
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Backplane } from "@switchboard/core"
+import { Effect, Exit, type Layer, Scope } from "effect"
+
+const within = (condition: () => boolean, millis = 5_000): Effect.Effect<void, Error> =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + millis
+    while (!condition()) {
+      if (Date.now() > deadline) return yield* Effect.fail(new Error(`not delivered within ${millis} ms`))
+      yield* Effect.sleep(2)
+    }
+  })
+
+let topicCounter = 0
+const freshTopic = (name: string) => `conformance:${name}:${Date.now().toString(36)}:${++topicCounter}`
+
+const broadcast = (
+  topic: string,
+  message: string | Uint8Array,
+  origin = "node-a"
+): Extract<Backplane.Envelope, { _tag: "Broadcast" }> => ({
+  _tag: "Broadcast",
+  topic,
+  origin,
+  message
+})
+
+/**
+ * Registers the conformance tests for `layer` under `describe(name)`.
+ *
+ * @since 0.1.0
+ * @category tests
+ */
+export const run = <E>(name: string, layer: Layer.Layer<Backplane.Backplane, E>): void => {
+  describe(`Backplane conformance: ${name}`, () => {
+    it.live("delivers a published envelope to a subscriber of its topic", () =>
+      Effect.gen(function* () {
+        const backplane = yield* Backplane.Backplane
+        const topic = freshTopic("one")
+        const got: Array<Backplane.Envelope> = []
+        yield* backplane.subscribe(topic, (e) => got.push(e))
+        yield* backplane.publish(broadcast(topic, "hello"))
+        yield* within(() => got.length === 1)
+        expect(got[0]).toEqual(broadcast(topic, "hello"))
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.live("delivers to every subscriber of the topic, and to no other topic", () =>
+      Effect.gen(function* () {
+        const backplane = yield* Backplane.Backplane
+        const topic = freshTopic("many")
+        const other = freshTopic("other")
+        const a: Array<Backplane.Envelope> = []
+        const b: Array<Backplane.Envelope> = []
+        const c: Array<Backplane.Envelope> = []
+        yield* backplane.subscribe(topic, (e) => a.push(e))
+        yield* backplane.subscribe(topic, (e) => b.push(e))
+        yield* backplane.subscribe(other, (e) => c.push(e))
+        yield* backplane.publish(broadcast(topic, "for the topic"))
+        yield* backplane.publish(broadcast(other, "for the other"))
+        yield* within(() => a.length === 1 && b.length === 1 && c.length === 1)
+        expect(a.map((e) => e._tag === "Broadcast" && e.message)).toEqual(["for the topic"])
+        expect(b.map((e) => e._tag === "Broadcast" && e.message)).toEqual(["for the topic"])
+        expect(c.map((e) => e._tag === "Broadcast" && e.message)).toEqual(["for the other"])
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.live("keeps the publish order of one publisher (1,000 envelopes)", () =>
+      Effect.gen(function* () {
+        const backplane = yield* Backplane.Backplane
+        const topic = freshTopic("order")
+        const got: Array<string> = []
+        yield* backplane.subscribe(topic, (e) => {
+          if (e._tag === "Broadcast") got.push(String(e.message))
+        })
+        for (let i = 0; i < 1000; i++) yield* backplane.publish(broadcast(topic, String(i)))
+        yield* within(() => got.length === 1000, 10_000)
+        expect(got).toEqual(Array.from({ length: 1000 }, (_, i) => String(i)))
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.live("stops delivering when the subscription's scope closes", () =>
+      Effect.gen(function* () {
+        const backplane = yield* Backplane.Backplane
+        const topic = freshTopic("scope")
+        const ended: Array<Backplane.Envelope> = []
+        const kept: Array<Backplane.Envelope> = []
+        const scope = yield* Scope.make()
+        yield* backplane.subscribe(topic, (e) => ended.push(e)).pipe(Scope.provide(scope))
+        yield* backplane.subscribe(topic, (e) => kept.push(e))
+        yield* backplane.publish(broadcast(topic, "first"))
+        yield* within(() => ended.length === 1 && kept.length === 1)
+        yield* Scope.close(scope, Exit.void)
+        yield* backplane.publish(broadcast(topic, "second"))
+        yield* within(() => kept.length === 2)
+        // give a late delivery the same chance to arrive as the one that did
+        yield* Effect.sleep(50)
+        expect(ended).toHaveLength(1)
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.live("carries text, binary and presence envelopes intact", () =>
+      Effect.gen(function* () {
+        const backplane = yield* Backplane.Backplane
+        const topic = freshTopic("intact")
+        const got: Array<Backplane.Envelope> = []
+        yield* backplane.subscribe(topic, (e) => got.push(e))
+        const bytes = new Uint8Array([0, 1, 2, 253, 254, 255])
+        const member = { id: "c7", node: "node-b", meta: { nick: "ada", tags: ["x"] } }
+        yield* backplane.publish({ ...broadcast(topic, "héllo ✓", "node-b"), exclude: "c9" })
+        yield* backplane.publish(broadcast(topic, bytes, "node-b"))
+        yield* backplane.publish({ _tag: "Joined", topic, origin: "node-b", member })
+        yield* backplane.publish({ _tag: "Left", topic, origin: "node-b", member })
+        yield* within(() => got.length === 4)
+        expect(got[0]).toEqual({ ...broadcast(topic, "héllo ✓", "node-b"), exclude: "c9" })
+        const binary = got[1]
+        expect(binary?._tag === "Broadcast" && binary.message instanceof Uint8Array).toBe(true)
+        expect(binary?._tag === "Broadcast" && [...(binary.message as Uint8Array)]).toEqual([...bytes])
+        expect(got[2]).toEqual({ _tag: "Joined", topic, origin: "node-b", member })
+        expect(got[3]).toEqual({ _tag: "Left", topic, origin: "node-b", member })
+      }).pipe(Effect.provide(layer))
+    )
+  })
+}
