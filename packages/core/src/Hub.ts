@@ -164,7 +164,10 @@ export const make = (options: Options = {}): Effect.Effect<Hub["Service"], never
     const closes = Metric.withAttributes(slowConsumerTotal, { policy: "close" })
 
     const deliver = (topic: Topic, envelope: Backplane.Envelope): void => {
-      if (envelope._tag !== "Broadcast") return announce(topic, envelope)
+      if (envelope._tag !== "Broadcast") {
+        announce(topic, envelope)
+        return
+      }
       const exclude = envelope.origin === node ? envelope.exclude : undefined
       let prepared: PreparedMessage.PreparedMessage | undefined
       for (const actor of topic.subscribers.keys()) {
