@@ -1,0 +1,40 @@
+/**
+ * The Switchboard bench server (the benchmark contract in DESIGN.md):
+ *
+ * - `/echo`: every text or binary message is sent back unchanged, same opcode;
+ * - `/broadcast`: every message from any client goes to every client on
+ *   `/broadcast`, the sender included, through the hub.
+ *
+ *   PORT=9001 HOST=127.0.0.1 node apps/bench/src/server.ts
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Backplane, Behavior, Hub } from "@switchboard/core"
+import { NodeServer } from "@switchboard/node"
+import { Config, Effect, Layer } from "effect"
+
+const Echo = Behavior.make({
+  onMessage: (conn, message) => conn.send(message)
+})
+
+const Broadcast = Behavior.make({
+  init: (conn) =>
+    Effect.gen(function*() {
+      const hub = yield* Hub.Hub
+      yield* hub.subscribe("broadcast", conn)
+    }),
+  onMessage: (_conn, message) =>
+    Effect.gen(function*() {
+      const hub = yield* Hub.Hub
+      yield* hub.broadcast("broadcast", message)
+    })
+})
+
+const Server = Layer.unwrap(
+  Effect.gen(function*() {
+    const port = yield* Config.Port("PORT").pipe(Config.withDefault(9001))
+    const host = yield* Config.String("HOST").pipe(Config.withDefault("127.0.0.1"))
+    return NodeServer.layer({ port, host, routes: { "/echo": Echo, "/broadcast": Broadcast } })
+  })
+).pipe(Layer.provide(Hub.layer()), Layer.provide(Backplane.layerMemory))
+
+NodeRuntime.runMain(Layer.launch(Server))
