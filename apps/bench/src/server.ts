@@ -18,19 +18,19 @@ const Echo = Behavior.make({
 
 const Broadcast = Behavior.make({
   init: (conn) =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const hub = yield* Hub.Hub
       yield* hub.subscribe("broadcast", conn)
     }),
   onMessage: (_conn, message) =>
-    Effect.gen(function*() {
+    Effect.gen(function* () {
       const hub = yield* Hub.Hub
       yield* hub.broadcast("broadcast", message)
     })
 })
 
 const Server = Layer.unwrap(
-  Effect.gen(function*() {
+  Effect.gen(function* () {
     const port = yield* Config.Port("PORT").pipe(Config.withDefault(9001))
     const host = yield* Config.String("HOST").pipe(Config.withDefault("127.0.0.1"))
     return NodeServer.layer({ port, host, routes: { "/echo": Echo, "/broadcast": Broadcast } })

@@ -1,0 +1,96 @@
+/**
+ * Two real headless Chromium pages chat with each other through the chat
+ * server (Debian's chromium driven by playwright-core).
+ */
+import { existsSync } from "node:fs"
+import { type Browser, chromium, type Page } from "playwright-core"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type ChatServer, startChat } from "./support.ts"
+
+const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
+
+let server: ChatServer
+let browser: Browser
+
+beforeAll(async () => {
+  if (!existsSync(executablePath)) {
+    throw new Error(`no Chromium at ${executablePath}: .ci/run installs Debian's chromium (or set CHROMIUM_PATH)`)
+  }
+  server = await startChat()
+  browser = await chromium.launch({
+    executablePath,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync"
+    ]
+  })
+})
+
+afterAll(async () => {
+  await browser?.close()
+  await server?.stop()
+})
+
+const join = async (page: Page, nick: string, room: string) => {
+  await page.goto(server.url)
+  await page.fill("#nick", nick)
+  await page.fill("#room", room)
+  await page.click("#join")
+  await page.waitForSelector("#chat:not([hidden])")
+}
+
+const say = async (page: Page, text: string) => {
+  await page.fill("#text", text)
+  await page.click("#send")
+}
+
+const messages = (page: Page) => page.locator("#messages .msg").allInnerTexts()
+const members = (page: Page) => page.locator("#members li").allInnerTexts()
+
+describe("chat in two browsers", () => {
+  it("lets two people join a room, see each other, and exchange messages", async () => {
+    const ada = await browser.newPage()
+    const bob = await browser.newPage()
+    await join(ada, "ada", "lobby")
+    await join(bob, "bob", "lobby")
+
+    await expect.poll(() => members(ada)).toEqual(["ada", "bob"])
+    await expect.poll(() => members(bob)).toEqual(["ada", "bob"])
+    await expect.poll(() => ada.locator("#messages .notice").allInnerTexts()).toContain("bob joined")
+
+    await say(bob, "hello ada")
+    await expect
+      .poll(async () => (await messages(ada)).some((m) => m.includes("bob") && m.includes("hello ada")))
+      .toBe(true)
+    await say(ada, "hi bob!")
+    await expect.poll(async () => (await messages(bob)).some((m) => m.includes("hi bob!"))).toBe(true)
+    expect((await messages(ada)).filter((m) => m.includes("hi bob!"))).toHaveLength(1)
+
+    await bob.close()
+    await expect.poll(() => members(ada)).toEqual(["ada"])
+    await expect.poll(() => ada.locator("#messages .notice").allInnerTexts()).toContain("bob left")
+    await ada.close()
+  })
+
+  it("shows the room's last messages to someone who joins later, and keeps rooms apart", async () => {
+    const first = await browser.newPage()
+    await join(first, "first", "history")
+    await say(first, "one")
+    await say(first, "two")
+    await expect.poll(async () => (await messages(first)).length).toBe(2)
+
+    const elsewhere = await browser.newPage()
+    await join(elsewhere, "other", "elsewhere")
+    const late = await browser.newPage()
+    await join(late, "late", "history")
+    await expect.poll(() => late.locator("#messages .msg.history .text").allInnerTexts()).toEqual(["one", "two"])
+    expect(await messages(elsewhere)).toEqual([])
+    await Promise.all([first.close(), elsewhere.close(), late.close()])
+  })
+})
