@@ -113,7 +113,7 @@ const resolve = <R>(options: MountOptions<R>) => {
  * The server is not started or closed; on scope close every WebSocket
  * connection is closed with 1001 and the listeners are removed.
  */
-const mountScoped = <R>(server: Http.Server, options: MountOptions<R>) =>
+const mountScoped = <R>(server: Http.Server, options: MountOptions<R>, owned: boolean) =>
   Effect.gen(function* () {
     const resolved = yield* Effect.try({
       try: () => resolve(options),
@@ -134,6 +134,7 @@ const mountScoped = <R>(server: Http.Server, options: MountOptions<R>) =>
       maxConnections: resolved.maxConnections,
       handshakeTimeout: resolved.handshakeTimeout,
       onRequest: options.onRequest,
+      handleRequests: owned || options.onRequest !== undefined,
       runCallback: (effect, onExit) => {
         run(effect, { onExit })
       },
@@ -208,7 +209,7 @@ export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, S
       const host = options.host ?? "127.0.0.1"
       // finalizers run in reverse: connections are closed (1001) before the listener goes
       yield* Effect.addFinalizer(() => closeServer(server))
-      const { supervisor, stats } = yield* mountScoped(server, options)
+      const { supervisor, stats } = yield* mountScoped(server, options, true)
       const address = yield* listen(server, port, host)
       yield* Effect.logInfo(`switchboard listening on ws://${host}:${address.port}`)
       return NodeServer.of({
@@ -222,9 +223,10 @@ export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, S
 
 /**
  * Mounts the WebSocket routes on an `http.Server` (or `https.Server`) the
- * user owns and starts. The layer does not listen or close the server; when
- * its scope closes it closes the WebSocket connections (1001) and removes its
- * listeners.
+ * user owns and starts. The layer does not listen or close the server, and
+ * leaves its plain HTTP requests to the user's handlers (unless `onRequest`
+ * is given); when its scope closes it closes the WebSocket connections
+ * (1001) and removes its listeners.
  *
  * @since 0.1.0
  * @category layers
@@ -235,7 +237,7 @@ export const layerAttached = <R = never>(
 ): Layer.Layer<NodeServer, ServerError, R> =>
   Layer.effect(NodeServer)(
     Effect.gen(function* () {
-      const { supervisor, stats } = yield* mountScoped(server, options)
+      const { supervisor, stats } = yield* mountScoped(server, options, false)
       const address = server.address()
       const port = typeof address === "object" && address !== null ? address.port : 0
       const host = typeof address === "object" && address !== null ? address.address : ""

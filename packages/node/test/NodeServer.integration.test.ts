@@ -1,3 +1,4 @@
+import * as Http from "node:http"
 import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Behavior, type CloseReason, Handshake } from "@switchboard/core"
@@ -284,6 +285,36 @@ describe("NodeServer lifecycle timers (real sockets, short durations)", () => {
       const server = yield* serve({ ...quiet, idleTimeout: "200 millis", routes: { "/i": Echo } })
       const client = yield* connect(server.port, "/i")
       expect(yield* promise(() => client.closed)).toEqual({ code: 1000, reason: "idle timeout" })
+    })
+  )
+})
+
+describe("NodeServer.layerAttached (a server the user owns)", () => {
+  it.live("serves WebSocket routes on an existing http.Server, leaves its other requests alone, and detaches", () =>
+    Effect.gen(function* () {
+      const http = Http.createServer((_req, res) => res.end("plain http"))
+      yield* promise(() => new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve)))
+      const address = http.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      const scope = yield* Scope.make()
+      yield* Layer.buildWithScope(NodeServer.layerAttached(http, { ...quiet, routes: { "/echo": Echo } }), scope)
+      const client = yield* connect(port, "/echo")
+      client.ws.send("attached")
+      expect(yield* promise(client.next)).toBe("attached")
+      const body = yield* promise(() => fetch(`http://127.0.0.1:${port}/`).then((r) => r.text()))
+      expect(body).toBe("plain http")
+      yield* Scope.close(scope, Exit.void)
+      expect((yield* promise(() => client.closed)).code).toBe(1001)
+      // the user's server keeps running; our listeners are gone
+      expect(http.listening).toBe(true)
+      expect(http.listenerCount("upgrade")).toBe(0)
+      yield* promise(
+        () =>
+          new Promise<void>((resolve) => {
+            http.close(() => resolve())
+            http.closeAllConnections()
+          })
+      )
     })
   )
 })

@@ -25,6 +25,8 @@ export interface MountOptions<R> {
   readonly maxConnections: number
   readonly handshakeTimeout: number
   readonly onRequest: ((request: IncomingMessage, response: ServerResponse) => void) | undefined
+  /** Answer plain HTTP requests (426, or `onRequest`): true for a server we own, or when `onRequest` is given. */
+  readonly handleRequests: boolean
   readonly runCallback: <A, E>(effect: Effect.Effect<A, E, R>, onExit: (exit: Exit.Exit<A, E>) => void) => void
   readonly now: () => number
 }
@@ -136,7 +138,7 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
   }
 
   server.on("upgrade", onUpgrade)
-  server.on("request", onRequest)
+  if (options.handleRequests) server.on("request", onRequest)
   server.on("connection", onConnection)
 
   return {
