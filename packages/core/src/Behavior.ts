@@ -6,7 +6,7 @@
  * - `onMessage` handles a text (`string`) or binary (`Uint8Array`) message;
  * - `onInfo` handles what other code `tell`s this connection;
  * - `onClose` runs exactly once when the connection ends, with a
- *   `CloseReason`.
+ *   `CloseReason` (not if `init` failed; a failure in `onClose` is logged).
  *
  * Every callback returns an `Effect` of the next state (or of nothing, for a
  * stateless behaviour). A failure or defect in any callback closes this one

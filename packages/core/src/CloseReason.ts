@@ -1,6 +1,7 @@
 /**
  * Why a connection ended: the value handed to a behaviour's `onClose`. Every
- * connection whose actor started gets exactly one `onClose`, whatever ended it.
+ * connection whose `init` succeeded gets exactly one `onClose`, whatever ended
+ * it — unless shutdown had to interrupt an actor stuck in a callback.
  *
  * | `_tag`     | what happened                                                        | code the client sees |
  * |------------|----------------------------------------------------------------------|----------------------|

@@ -63,7 +63,9 @@ export class MailboxFull extends Data.TaggedError("MailboxFull")<{
 }> {}
 
 /**
- * `tell` or `close` was called on a connection that has already closed.
+ * `tell` was called on a connection that has closed, or whose behaviour
+ * crashed (it no longer takes infos). `close` on a closed connection does
+ * nothing instead.
  *
  * @since 0.1.0
  * @category reasons

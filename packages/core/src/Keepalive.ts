@@ -6,9 +6,12 @@
  * No timer is allocated per connection or per message. One sweeper fiber per
  * server wakes every `resolution` and compares each connection's last-activity
  * timestamp with the current time; the reactor's per-message cost is one
- * field write. A timer therefore fires between its duration and its duration
- * plus one `resolution` after the event that armed it (by default a
- * resolution is an eighth of the shortest timer, between 10 ms and 1 s).
+ * field write of the sweeper's last reading of the Clock. A timer therefore
+ * fires within one `resolution` of its duration after the event that armed
+ * it — late by up to one resolution (the sweep period), or early by up to one
+ * (the event was stamped with the previous sweep's time). By default a
+ * resolution is an eighth of the shortest timer, between 10 ms and 1 s. The
+ * test kit's exact mode fires every timer at exactly its duration.
  *
  * @since 0.1.0
  */
@@ -40,8 +43,9 @@ export interface Options {
    */
   readonly keepalive?: { readonly pingAfter: Duration.Input; readonly closeAfterNoPong: Duration.Input } | false
   /**
-   * Close with 1000 "idle timeout" after no message in either direction for
-   * this long (reason `Timeout { timer: "idle" }`). Default: off.
+   * Close with 1000 "idle timeout" after no text or binary message in either
+   * direction for this long (reason `Timeout { timer: "idle" }`); pings and
+   * pongs do not count. Default: off.
    */
   readonly idleTimeout?: Duration.Input | false
   /**

@@ -38,7 +38,7 @@ export interface Actor {
   readonly connection: Connection.Connection<unknown>
   /** A complete message from the peer. The actor pauses the transport when its mailbox is full. */
   receiveUnsafe(message: Message): void
-  /** Any other inbound frame (ping, a fragment): counts as activity for keepalive. */
+  /** Any other inbound frame (the Node reactor reports pings): counts as activity for keepalive. */
   activityUnsafe(): void
   /** A pong from the peer. */
   pongUnsafe(): void
@@ -115,6 +115,8 @@ export interface Options {
    * `resolution`.
    */
   readonly exactTimers?: boolean
+  /** Called by the sweeper on each sweep with the Clock's time: a reactor's own timers (handshakes) ride on it. */
+  readonly onSweep?: (now: number) => void
 }
 
 /**
@@ -227,6 +229,7 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
       host.now = now
       let next = Number.POSITIVE_INFINITY
       for (const actor of actors) next = Math.min(next, actor.checkTimers(now))
+      options.onSweep?.(now)
       const delay = exact ? Math.max(1, Math.min(resolution, next - now)) : resolution
       return Effect.sleep(delay)
     })

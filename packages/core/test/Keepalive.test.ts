@@ -100,6 +100,22 @@ describe("Keepalive", () => {
     })
   )
 
+  it.effect("does not count pings and pongs as activity for the idle timeout", () =>
+    Effect.gen(function* () {
+      const client = yield* TestClient.connect(Echo, {
+        keepalive: { pingAfter: "10 seconds", closeAfterNoPong: "5 seconds" },
+        idleTimeout: "30 seconds"
+      })
+      for (let i = 0; i < 2; i++) {
+        yield* TestClock.adjust("10 seconds")
+        yield* client.expectPing
+        yield* client.pong
+      }
+      yield* TestClock.adjust("10 seconds")
+      expect(yield* client.expectClose(1000)).toEqual({ code: 1000, reason: "idle timeout" })
+    })
+  )
+
   it.effect("terminates a peer that does not answer the close frame within closeTimeout", () =>
     Effect.gen(function* () {
       const Closer = Behavior.make({ onMessage: (conn) => conn.close(4000, "done") })

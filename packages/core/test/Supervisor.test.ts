@@ -125,6 +125,41 @@ describe("Supervisor (connection actor)", () => {
     })
   )
 
+  it.effect("still runs onClose when a callback fails in the same batch as the close", () =>
+    Effect.gen(function* () {
+      const gate = yield* Deferred.make<void>()
+      const reasons: Array<string> = []
+      const Tricky = Behavior.make({
+        onMessage: (_conn, message) => (message === "slow" ? Deferred.await(gate) : Effect.fail("boom")),
+        onClose: (_conn, reason) => Effect.sync(() => void reasons.push(reason._tag))
+      })
+      const client = yield* TestClient.connect(Tricky, noTimers)
+      yield* client.send("slow")
+      yield* Effect.yieldNow
+      // while the actor waits on "slow", the failing message and the drop land in one batch
+      yield* client.send("boom")
+      yield* client.drop
+      yield* Deferred.succeed(gate, undefined)
+      yield* client.finished
+      expect(reasons).toEqual(["Lost"])
+    })
+  )
+
+  it.effect("refuses tell after the actor crashed", () =>
+    Effect.gen(function* () {
+      const Failing = Behavior.make({
+        onMessage: () => Effect.fail("boom"),
+        onInfo: (_conn, _info: string) => Effect.void
+      })
+      const client = yield* TestClient.connect(Failing, { ...noTimers, answerClose: false })
+      yield* client.send("x")
+      yield* client.expectClose(1011)
+      expect(client.connection.tellUnsafe("late")).toBe(false)
+      expect((yield* Effect.flip(client.connection.tell("late"))).reason._tag).toBe("NotOpen")
+      yield* client.drop
+    })
+  )
+
   it.effect("does not call onClose when init failed, and closes with 1011", () =>
     Effect.gen(function* () {
       let closes = 0

@@ -3,8 +3,8 @@
  * `ws` (in `noServer` mode) and from there to connection actors. It routes by
  * path, admits (origin allowlist, `authenticate` hook, `maxConnections`),
  * answers plain HTTP for everything that is not a WebSocket (404 unknown
- * path, 400 malformed upgrade, 426 plain request, 503 full or shutting
- * down), drops handshakes that take too long, and shuts down gracefully when
+ * path, 400 malformed upgrade, 503 full or shutting down, and 426 for a plain
+ * request to a server it owns without `onRequest`), drops handshakes that take too long, and shuts down gracefully when
  * its scope closes: stop accepting, close every connection with 1001, wait
  * for the close handshakes, terminate the rest.
  *
@@ -44,11 +44,15 @@ export interface MountOptions<R> extends Connection.Options {
   readonly allowedOrigins?: ReadonlyArray<string>
   /** Connections beyond this number get 503. Default: unlimited. */
   readonly maxConnections?: number
-  /** Drop a TCP connection whose HTTP request is not complete within this time. Default 10 seconds. */
+  /**
+   * Drop a TCP connection whose WebSocket upgrade is not complete within this
+   * time (slow headers, a half-open connection, a slow `authenticate`).
+   * Default 10 seconds.
+   */
   readonly handshakeTimeout?: Duration.Input | false
   /** How long shutdown waits for close handshakes before terminating sockets. Default 5 seconds. */
   readonly shutdownTimeout?: Duration.Input
-  /** Handles plain (non-upgrade) HTTP requests; without it they get 426. */
+  /** Handles plain (non-upgrade) HTTP requests; without it `layer` answers 426 and `layerAttached` leaves them to the server's own handlers. */
   readonly onRequest?: (request: Http.IncomingMessage, response: Http.ServerResponse) => void
 }
 
@@ -119,9 +123,12 @@ const mountScoped = <R>(server: Http.Server, options: MountOptions<R>, owned: bo
       try: () => resolve(options),
       catch: (error) => new ServerError({ reason: new InvalidOptions({ message: (error as Error).message }) })
     })
+    // the handshake timeout rides on the supervisor's sweeper: one timer loop per server
+    let sweepHandshakes: (now: number) => void = () => {}
     const supervisor = yield* Supervisor.make<R>({
       resolution: resolved.resolution,
-      shutdownTimeout: resolved.shutdownTimeout
+      shutdownTimeout: resolved.shutdownTimeout,
+      onSweep: (now) => sweepHandshakes(now)
     })
     const context = yield* Effect.context<R>()
     const clock = yield* Clock.Clock
@@ -140,16 +147,7 @@ const mountScoped = <R>(server: Http.Server, options: MountOptions<R>, owned: bo
       },
       now: () => clock.currentTimeMillisUnsafe()
     })
-    if (resolved.handshakeTimeout > 0) {
-      yield* Effect.forkScoped(
-        Effect.forever(
-          Effect.andThen(
-            Effect.sleep(resolved.resolution),
-            Effect.sync(() => mounted.sweep(clock.currentTimeMillisUnsafe()))
-          )
-        )
-      )
-    }
+    if (resolved.handshakeTimeout > 0) sweepHandshakes = mounted.sweep
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         mounted.dropHandshaking()

@@ -267,6 +267,27 @@ describe("NodeServer lifecycle timers (real sockets, short durations)", () => {
     })
   )
 
+  it.live("bounds a slow authenticate hook by the handshake timeout", () =>
+    Effect.gen(function* () {
+      const server = yield* serve({
+        ...quiet,
+        handshakeTimeout: "200 millis",
+        authenticate: () => Effect.never,
+        routes: { "/echo": Echo }
+      })
+      const closed = yield* promise(
+        () =>
+          new Promise<boolean>((resolve) => {
+            const socket = Net.connect(server.port, "127.0.0.1", () => socket.write(upgradeRequest("/echo")))
+            socket.on("error", () => {})
+            socket.on("close", () => resolve(true))
+            setTimeout(() => resolve(false), 5_000)
+          })
+      )
+      expect(closed).toBe(true)
+    })
+  )
+
   it.live("terminates a client that ignores the server's close frame", () =>
     Effect.gen(function* () {
       const Closer = Behavior.make({ init: (conn) => conn.close(4000, "bye") })
@@ -292,17 +313,26 @@ describe("NodeServer lifecycle timers (real sockets, short durations)", () => {
 describe("NodeServer.layerAttached (a server the user owns)", () => {
   it.live("serves WebSocket routes on an existing http.Server, leaves its other requests alone, and detaches", () =>
     Effect.gen(function* () {
-      const http = Http.createServer((_req, res) => res.end("plain http"))
+      const http = Http.createServer((req, res) => {
+        if (req.url === "/slow") setTimeout(() => res.end("slow http"), 500)
+        else res.end("plain http")
+      })
       yield* promise(() => new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve)))
       const address = http.address()
       const port = typeof address === "object" && address !== null ? address.port : 0
       const scope = yield* Scope.make()
-      yield* Layer.buildWithScope(NodeServer.layerAttached(http, { ...quiet, routes: { "/echo": Echo } }), scope)
+      yield* Layer.buildWithScope(
+        NodeServer.layerAttached(http, { ...quiet, handshakeTimeout: "100 millis", routes: { "/echo": Echo } }),
+        scope
+      )
       const client = yield* connect(port, "/echo")
       client.ws.send("attached")
       expect(yield* promise(client.next)).toBe("attached")
       const body = yield* promise(() => fetch(`http://127.0.0.1:${port}/`).then((r) => r.text()))
       expect(body).toBe("plain http")
+      // a slow plain HTTP response outlives the handshake timeout: it is not a handshake
+      const slow = yield* promise(() => fetch(`http://127.0.0.1:${port}/slow`).then((r) => r.text()))
+      expect(slow).toBe("slow http")
       yield* Scope.close(scope, Exit.void)
       expect((yield* promise(() => client.closed)).code).toBe(1001)
       // the user's server keeps running; our listeners are gone

@@ -75,7 +75,7 @@ export interface TestClient<I = never> {
   readonly connection: Connection.Connection<I>
   /** Sends a text or binary message. While the server has paused reading, it is held back (as TCP would). */
   send(message: Message.Message): Effect.Effect<void>
-  /** Sends a ping (the server's reactor answers it; it counts as activity). */
+  /** Sends a ping: it counts as activity for keepalive (a real reactor also answers with a pong, which the kit does not model). */
   readonly ping: Effect.Effect<void>
   /** Sends a pong, as an answer to the server's keepalive ping. */
   readonly pong: Effect.Effect<void>

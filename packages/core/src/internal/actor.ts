@@ -56,8 +56,9 @@ export class ActorImpl implements Connection.Connection<unknown> {
   phase: Phase = enum_.open
   crashed = false
   closeReason: CloseReason.CloseReason | undefined = undefined
-  /** Inbound activity (any frame) and outbound activity, as `host.now`. */
+  /** Last inbound frame of any kind (keepalive), last inbound message and last outbound message (idle), as `host.now`. */
   lastIn: number
+  lastMessage: number
   lastOut: number
   /** When the unanswered keepalive ping was sent; -1 when none is pending. */
   pingSentAt = -1
@@ -96,7 +97,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.remoteAddress = remoteAddress
     this.auth = auth
     this.handlers = Behavior.handlersOf(behavior) as Behavior.Handlers<unknown, unknown, unknown, never>
-    this.lastIn = this.lastOut = host.now
+    this.lastIn = this.lastMessage = this.lastOut = host.now
     if (this.handlers.init !== undefined) this.push(Open)
   }
 
@@ -120,7 +121,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   /** A message from the peer. Pauses the socket when the mailbox is full. */
   receiveUnsafe(message: Message): void {
-    this.lastIn = this.host.now
+    this.lastIn = this.lastMessage = this.host.now
     if (this.phase === enum_.closed || this.crashed) return
     this.push(message)
     this.inboxBytes += message.length
@@ -231,7 +232,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   tell(info: unknown): Effect.Effect<void, ConnectionError.ConnectionError> {
     return Effect.suspend(() => {
-      if (this.phase === enum_.closed) return this.fail(new ConnectionError.NotOpen())
+      if (this.phase === enum_.closed || this.crashed) return this.fail(new ConnectionError.NotOpen())
       if (!this.tellUnsafe(info)) {
         return this.fail(new ConnectionError.MailboxFull({ capacity: this.settings.mailboxCapacity }))
       }
@@ -240,7 +241,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   }
 
   tellUnsafe(info: unknown): boolean {
-    if (this.phase === enum_.closed || this.inbox.length >= this.settings.mailboxCapacity) return false
+    if (this.phase === enum_.closed || this.crashed || this.inbox.length >= this.settings.mailboxCapacity) return false
     this.push({ _tag: "Info", value: info })
     return true
   }
@@ -283,7 +284,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     if (this.phase !== enum_.open) return Number.POSITIVE_INFINITY
     let next = Number.POSITIVE_INFINITY
     if (t.idleTimeout > 0) {
-      const due = Math.max(this.lastIn, this.lastOut) + t.idleTimeout
+      const due = Math.max(this.lastMessage, this.lastOut) + t.idleTimeout
       if (now >= due) {
         this.closeWith(CloseCode.Normal, "idle timeout", CloseReason.timeout("idle"))
         return this.closeSentAt + t.closeTimeout
@@ -366,18 +367,37 @@ export class ActorImpl implements Connection.Connection<unknown> {
       this.paused = false
       this.transport.resume()
     }
-    const handled = Effect.catchCause(this.handleFrom(batch, 0), (cause) => this.onFailure(cause))
-    return Effect.flatMap(handled, () => {
+    return Effect.flatMap(this.runBatch(batch, 0), () => {
       batch.length = 0
       this.spare = batch
       return this.next()
     })
   }
 
+  /**
+   * Handles `batch` from `start`. A failure crashes the actor and the rest of
+   * the batch is still walked: messages and infos are skipped (the actor has
+   * crashed), but a close signal behind the failure still runs `onClose`.
+   */
+  private runBatch(batch: Array<Signal>, start: number): Effect.Effect<void> {
+    return Effect.catchCause(this.handleFrom(batch, start), (cause) =>
+      Effect.andThen(
+        this.onFailure(cause),
+        Effect.suspend(() => this.runBatch(batch, this.cursor + 1))
+      )
+    )
+  }
+
+  /** The index of the signal being handled, for `runBatch` to resume after a failure. */
+  private cursor = 0
+
   private handleFrom(batch: Array<Signal>, start: number): Effect.Effect<void, unknown> {
     for (let i = start; i < batch.length; i++) {
       const effect = this.handle(batch[i]!)
-      if (effect !== undefined) return Effect.flatMap(effect, () => this.handleFrom(batch, i + 1))
+      if (effect !== undefined) {
+        this.cursor = i
+        return Effect.flatMap(effect, () => this.handleFrom(batch, i + 1))
+      }
     }
     return Effect.void
   }

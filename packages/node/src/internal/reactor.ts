@@ -109,7 +109,11 @@ function onDrain(this: Bound<Socket>): void {
   this[kActor]?.drainUnsafe()
 }
 
-/** Maps a ws error to a connection error reason (ws closes the socket with the matching code). */
+/**
+ * Maps a ws error to a connection error reason; ws then closes the socket
+ * itself (1009 for a message over the limit, 1007, 1002 — and 1008 for a
+ * message in too many fragments, which is reported as `MessageTooLarge`).
+ */
 export const reasonOf = (error: Error & { code?: string }, limit: number): ConnectionError.Reason => {
   switch (error.code) {
     case "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH":

@@ -79,6 +79,7 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
     if (socket.destroyed) return
     if (!supervisor.accepting) return reject(socket, 503, "server shutting down")
     entry.wss.handleUpgrade(req, socket, head, (ws) => {
+      handshaking.delete(socket)
       const actor = supervisor.accept(entry.route, new WsTransport(ws, socket, stats), {
         request,
         remoteAddress: request.remoteAddress,
@@ -88,8 +89,9 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
     })
   }
 
+  // The socket stays in `handshaking` until the upgrade completes, so that the
+  // handshake timeout also bounds a slow `authenticate` hook.
   const onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    handshaking.delete(socket)
     socket.on("error", ignore)
     if (!supervisor.accepting) return reject(socket, 503, "server shutting down")
     let url: URL
@@ -124,8 +126,11 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
     })
   }
 
+  // Always listened to, so a plain HTTP request ends its socket's handshake
+  // timeout; it is answered only on a server we own or with `onRequest`.
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handshaking.delete(req.socket)
+    if (!options.handleRequests) return
     if (options.onRequest !== undefined) return options.onRequest(req, res)
     const body = "426 Upgrade Required: this endpoint speaks WebSocket\n"
     res.writeHead(426, { Upgrade: "websocket", Connection: "Upgrade", "Content-Type": "text/plain; charset=utf-8" })
@@ -138,7 +143,7 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
   }
 
   server.on("upgrade", onUpgrade)
-  if (options.handleRequests) server.on("request", onRequest)
+  server.on("request", onRequest)
   server.on("connection", onConnection)
 
   return {
