@@ -41,6 +41,10 @@ export interface Transport {
   pause(): void
   /** Reads from the peer again. */
   resume(): void
-  /** Hands coalesced writes to the socket now (before waiting for a drain). */
+  /**
+   * Hands coalesced writes to the socket now, and reports the next drain
+   * through `Actor.drainUnsafe` (at once if nothing is buffered). The actor
+   * calls it when `send` has to wait for the socket.
+   */
   flush(): void
 }

@@ -43,6 +43,8 @@ interface Info {
 const Open = { _tag: "Open" } as const
 const Closed = { _tag: "Closed" } as const
 type Signal = Message | Info | typeof Open | typeof Closed
+/** The shared "not allocated yet" mailbox: never pushed to (`push` swaps it for an array first). */
+const noSignals: Array<Signal> = []
 
 const enum_ = { open: 0, closing: 1, closed: 2 } as const
 type Phase = (typeof enum_)[keyof typeof enum_]
@@ -64,10 +66,11 @@ export class ActorImpl implements Connection.Connection<unknown> {
   pingSentAt = -1
   /** When the server sent its close frame; -1 when it has not. */
   closeSentAt = -1
-  private inbox: Array<Signal> = []
+  /** The mailbox, double-buffered with `spare`; both are allocated on the first signal. */
+  private inbox: Array<Signal> = noSignals
   /** Payload bytes (UTF-16 units for text) in the inbox: a second bound besides the count. */
   private inboxBytes = 0
-  private spare: Array<Signal> = []
+  private spare: Array<Signal> = noSignals
   private running = false
   private paused = false
   private drainWaiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
@@ -316,6 +319,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   // ---------------------------------------------------------------- mailbox and drain loop
 
   private push(signal: Signal): void {
+    if (this.inbox === noSignals) this.inbox = []
     this.inbox.push(signal)
     if (!this.running) {
       this.running = true
@@ -361,7 +365,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
       this.fiber = undefined
       return Effect.void
     }
-    this.inbox = this.spare
+    this.inbox = this.spare === noSignals ? [] : this.spare
     this.inboxBytes = 0
     if (this.paused) {
       this.paused = false

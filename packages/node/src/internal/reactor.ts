@@ -2,19 +2,16 @@
  * The bridge from `ws` events to connection actors: the only code in
  * Switchboard that imports `ws`.
  *
- * Listeners are module-level functions, bound to the actor through a symbol
- * property on the `WebSocket` and its socket, so accepting a connection
- * allocates no closures. Each event becomes one synchronous call on the
- * actor (`receiveUnsafe`, `pongUnsafe`, …); backpressure flows back through
- * `WsTransport.pause`/`resume`.
+ * Each connection is one `SwitchboardSocket`: ws's `WebSocket`, subclassed so
+ * that it also is the actor's `Transport` and holds the actor in a declared
+ * field. Listeners are module-level functions, so accepting a connection
+ * allocates no closures and adds no properties to ws's objects. Each event
+ * becomes one synchronous call on the actor (`receiveUnsafe`, `pongUnsafe`,
+ * …); backpressure flows back through `pause`/`resume`.
  */
 import type { Socket } from "node:net"
 import { ConnectionError, type PreparedMessage, type Supervisor, type Transport } from "@switchboard/core"
-import type { WebSocket } from "ws"
-
-const kActor = Symbol.for("switchboard.actor")
-
-type Bound<T> = T & { [kActor]?: Supervisor.Actor }
+import { WebSocket } from "ws"
 
 /** Counters shared by the transports of one server. */
 export interface ReactorStats {
@@ -22,91 +19,82 @@ export interface ReactorStats {
   pauses: number
 }
 
-/** The outbound writer of one ws connection. */
-export class WsTransport implements Transport.Transport {
-  readonly ws: WebSocket
-  readonly socket: Socket
-  readonly stats: ReactorStats
-  constructor(ws: WebSocket, socket: Socket, stats: ReactorStats) {
-    this.ws = ws
-    this.socket = socket
-    this.stats = stats
-  }
-  send(message: string | Uint8Array): void {
-    this.cork()
-    this.ws.send(message)
+const noStats: ReactorStats = { pauses: 0 }
+
+/** A ws connection that is also its actor's outbound writer. */
+export class SwitchboardSocket extends WebSocket implements Transport.Transport {
+  actor: Supervisor.Actor | undefined = undefined
+  rawSocket: Socket | undefined = undefined
+  stats: ReactorStats = noStats
+  /** Set while the socket is corked until the end of this event-loop turn. */
+  corked = false
+
+  override send(message: string | Uint8Array): void {
+    corkForTurn(this)
+    super.send(message)
   }
   sendPrepared(prepared: PreparedMessage.PreparedMessage): void {
     // the frame is complete; ws's Sender keeps no state between frames without compression
-    if (this.ws.readyState !== 1) return
-    this.cork()
-    this.socket.write(prepared.bytes)
+    if (this.readyState !== WebSocket.OPEN) return
+    corkForTurn(this)
+    this.rawSocket!.write(prepared.bytes)
   }
-  ping(): void {
-    this.ws.ping()
-  }
-  close(code: number, reason: string): void {
-    this.ws.close(code, reason)
-  }
-  terminate(): void {
-    this.ws.terminate()
-  }
-  get bufferedAmount(): number {
-    return this.ws.bufferedAmount
-  }
-  pause(): void {
+  override pause(): void {
     this.stats.pauses++
-    this.ws.pause()
+    super.pause()
   }
-  resume(): void {
-    this.ws.resume()
-  }
-  /** Set while the socket is corked until the end of this event-loop turn. */
-  corked = false
-  private cork(): void {
-    if (this.corked) return
-    this.corked = true
-    this.socket.cork()
-    corkedTransports.push(this)
-    if (corkedTransports.length === 1) process.nextTick(flushCorked)
-  }
+  /** Flushes coalesced writes and reports the next drain to the actor (only a waiting sender asks). */
   flush(): void {
-    if (!this.corked) return
-    this.corked = false
-    this.socket.uncork()
+    uncork(this)
+    const socket = this.rawSocket
+    if (socket !== undefined && socket.writableLength > 0) socket.once("drain", () => this.actor?.drainUnsafe())
+    else this.actor?.drainUnsafe()
   }
+}
+
+const uncork = (ws: SwitchboardSocket): void => {
+  if (!ws.corked) return
+  ws.corked = false
+  ws.rawSocket?.uncork()
 }
 
 /**
- * Transports corked during this turn. Writes made while the actors handle a
+ * Sockets corked during this turn. Writes made while the actors handle a
  * batch (their replies, the hub's fan-out) accumulate per socket and leave in
  * one write per socket once the turn's work is done.
  */
-let corkedTransports: Array<WsTransport> = []
+let corked: Array<SwitchboardSocket> = []
 const flushCorked = (): void => {
-  const transports = corkedTransports
-  corkedTransports = []
-  for (const transport of transports) transport.flush()
+  const sockets = corked
+  corked = []
+  for (const ws of sockets) uncork(ws)
+}
+const corkForTurn = (ws: SwitchboardSocket): void => {
+  if (ws.corked || ws.rawSocket === undefined) return
+  ws.corked = true
+  ws.rawSocket.cork()
+  corked.push(ws)
+  if (corked.length === 1) process.nextTick(flushCorked)
 }
 
-function onMessage(this: Bound<WebSocket>, data: Buffer, isBinary: boolean): void {
-  this[kActor]!.receiveUnsafe(isBinary ? data : data.toString())
+// ws calls its listeners with `this` set to the socket, which is always a SwitchboardSocket here
+const actorOf = (ws: WebSocket): Supervisor.Actor => (ws as SwitchboardSocket).actor!
+
+function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  actorOf(this).receiveUnsafe(isBinary ? data : data.toString())
 }
-function onPing(this: Bound<WebSocket>): void {
-  this[kActor]!.activityUnsafe()
+function onPing(this: WebSocket): void {
+  actorOf(this).activityUnsafe()
 }
-function onPong(this: Bound<WebSocket>): void {
-  this[kActor]!.pongUnsafe()
+function onPong(this: WebSocket): void {
+  actorOf(this).pongUnsafe()
 }
-function onClose(this: Bound<WebSocket>, code: number, reason: Buffer): void {
-  this[kActor]!.closedUnsafe(code, reason.toString())
+function onClose(this: WebSocket, code: number, reason: Buffer): void {
+  actorOf(this).closedUnsafe(code, reason.toString())
 }
-function onError(this: Bound<WebSocket>, error: Error & { code?: string }): void {
-  const actor = this[kActor]!
+function onError(this: WebSocket, error: Error & { code?: string }): void {
+  const actor = actorOf(this)
   actor.failedUnsafe(reasonOf(error, actor.maxMessageBytes))
-}
-function onDrain(this: Bound<Socket>): void {
-  this[kActor]?.drainUnsafe()
 }
 
 /**
@@ -131,14 +119,14 @@ export const reasonOf = (error: Error & { code?: string }, limit: number): Conne
   }
 }
 
-/** Wires a freshly upgraded ws to its actor. */
-export const attach = (ws: WebSocket, socket: Socket, actor: Supervisor.Actor): void => {
-  ;(ws as Bound<WebSocket>)[kActor] = actor
-  ;(socket as Bound<Socket>)[kActor] = actor
+/** Wires a freshly upgraded socket to its actor. */
+export const attach = (ws: SwitchboardSocket, socket: Socket, stats: ReactorStats, actor: Supervisor.Actor): void => {
+  ws.actor = actor
+  ws.rawSocket = socket
+  ws.stats = stats
   ws.on("message", onMessage)
   ws.on("ping", onPing)
   ws.on("pong", onPong)
   ws.on("close", onClose)
   ws.on("error", onError)
-  socket.on("drain", onDrain)
 }

@@ -9,7 +9,7 @@ import type { Socket } from "node:net"
 import type { Handshake, Supervisor } from "@switchboard/core"
 import { Cause, Effect, Exit } from "effect"
 import { WebSocketServer } from "ws"
-import { attach, type ReactorStats, WsTransport } from "./reactor.ts"
+import { attach, type ReactorStats, SwitchboardSocket } from "./reactor.ts"
 
 /** A resolved route with the ws server that parses its frames. */
 export interface MountedRoute<R> {
@@ -46,6 +46,28 @@ export const reject = (socket: Socket, status: number, message?: string, headers
 const ignore = (): void => {}
 
 /**
+ * The upgrade request as connections keep it: the query string is parsed on
+ * first use, so an idle connection holds two strings and the headers, not a
+ * `URL` and its `URLSearchParams`.
+ */
+class UpgradeRequest implements Handshake.UpgradeRequest {
+  readonly path: string
+  readonly search: string
+  readonly headers: Handshake.UpgradeRequest["headers"]
+  readonly remoteAddress: string
+  private parsed: URLSearchParams | undefined = undefined
+  constructor(path: string, search: string, headers: Handshake.UpgradeRequest["headers"], remoteAddress: string) {
+    this.path = path
+    this.search = search
+    this.headers = headers
+    this.remoteAddress = remoteAddress
+  }
+  get query(): URLSearchParams {
+    return (this.parsed ??= new URLSearchParams(this.search))
+  }
+}
+
+/**
  * Installs the request, upgrade and connection listeners on `server`.
  * Returns the sweep (handshake timeout) and the detach function.
  */
@@ -59,7 +81,8 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
         noServer: true,
         clientTracking: false,
         perMessageDeflate: false,
-        maxPayload: route.settings.maxMessageBytes
+        maxPayload: route.settings.maxMessageBytes,
+        WebSocket: SwitchboardSocket
       })
     })
   }
@@ -78,14 +101,11 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
   ) => {
     if (socket.destroyed) return
     if (!supervisor.accepting) return reject(socket, 503, "server shutting down")
-    entry.wss.handleUpgrade(req, socket, head, (ws) => {
+    entry.wss.handleUpgrade(req, socket, head, (client) => {
       handshaking.delete(socket)
-      const actor = supervisor.accept(entry.route, new WsTransport(ws, socket, stats), {
-        request,
-        remoteAddress: request.remoteAddress,
-        auth
-      })
-      attach(ws, socket, actor)
+      const ws = client as SwitchboardSocket
+      const actor = supervisor.accept(entry.route, ws, { request, remoteAddress: request.remoteAddress, auth })
+      attach(ws, socket, stats, actor)
     })
   }
 
@@ -107,12 +127,7 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
       if (origin === undefined || !options.allowedOrigins.has(origin)) return reject(socket, 403, "origin not allowed")
     }
     if (supervisor.size + pending >= options.maxConnections) return reject(socket, 503, "too many connections")
-    const request: Handshake.UpgradeRequest = {
-      path: url.pathname,
-      query: url.searchParams,
-      headers: req.headers,
-      remoteAddress: socket.remoteAddress ?? ""
-    }
+    const request = new UpgradeRequest(url.pathname, url.search, req.headers, socket.remoteAddress ?? "")
     const authenticate = options.authenticate
     if (authenticate === undefined) return upgrade(entry, req, socket, head, request, undefined)
     pending++
