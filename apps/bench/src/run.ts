@@ -1,0 +1,910 @@
+/**
+ * The benchmark runner: the same scenarios, in the same run, against the
+ * Switchboard bench server (`server.ts`) and the plain-ws baseline
+ * (`baseline-ws.ts`), one server at a time, driven by the C load generator
+ * (`loadgen/loadgen.c`, compiled on demand into `apps/bench/.build/`).
+ *
+ *   node apps/bench/src/run.ts [--quick] [--scenario echo|broadcast|handshake|idle] [--write docs/benchmarks.md]
+ *   pnpm --filter @switchboard/app-bench bench -- --quick
+ *
+ * Each server runs pinned to CPU 0 and the load generator to CPU 1 (taskset),
+ * so one load generator core drives one server core; every scenario runs in two
+ * rounds (one with --quick), each on freshly started servers, and reports the mean. The server's CPU time and
+ * RSS are read from /proc/<pid>/stat and /proc/<pid>/status exactly over the
+ * measured window, which the load generator announces on stderr. A relative
+ * `--write` path is resolved against the repository root; the file's
+ * "## Latest results" section is replaced and every other line kept.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+const benchDir = Path.resolve(import.meta.dirname, "..")
+const repoRoot = Path.resolve(benchDir, "../..")
+const loadgenSource = Path.join(benchDir, "loadgen", "loadgen.c")
+const buildDir = Path.join(benchDir, ".build")
+const loadgenBinary = Path.join(buildDir, "loadgen")
+const logDir = Path.join(buildDir, "logs")
+
+type ScenarioName = "echo" | "broadcast" | "handshake" | "idle"
+const scenarioNames: ReadonlyArray<ScenarioName> = ["echo", "broadcast", "handshake", "idle"]
+
+interface Options {
+  readonly quick: boolean
+  readonly scenarios: ReadonlyArray<ScenarioName>
+  readonly write: string | undefined
+}
+
+interface Impl {
+  readonly key: "switchboard" | "baseline"
+  readonly label: string
+  readonly script: string
+}
+
+const impls: ReadonlyArray<Impl> = [
+  { key: "switchboard", label: "Switchboard", script: Path.join(benchDir, "src", "server.ts") },
+  { key: "baseline", label: "ws baseline", script: Path.join(benchDir, "src", "baseline-ws.ts") }
+]
+
+/** One line of loadgen JSON. */
+type LoadgenResult = Readonly<Record<string, unknown>>
+
+interface ProcSample {
+  readonly ticks: number
+  readonly rssKb: number
+  readonly at: number
+}
+
+interface Measured {
+  readonly result: LoadgenResult
+  readonly serverCpu: number | undefined
+  readonly loadgenCpu: number | undefined
+  readonly serverRssKb: number | undefined
+}
+
+interface Row {
+  readonly scenario: ScenarioName
+  readonly metric: string
+  readonly values: Readonly<Record<Impl["key"], number>>
+  /** The value of each round, when there were several. */
+  readonly perRound: Readonly<Partial<Record<Impl["key"], ReadonlyArray<number>>>>
+  readonly target: { readonly op: ">=" | "<="; readonly ratio: number } | undefined
+  readonly serverCpu: Readonly<Partial<Record<Impl["key"], number>>>
+  readonly loadgenCpu: Readonly<Partial<Record<Impl["key"], number>>>
+  readonly decimals: number
+}
+
+interface Raw {
+  readonly scenario: ScenarioName
+  readonly impl: Impl["key"]
+  readonly label: string
+  readonly args: ReadonlyArray<string>
+  readonly result: LoadgenResult
+  readonly extra: Readonly<Record<string, number>>
+}
+
+const problems: Array<string> = []
+const raws: Array<Raw> = []
+const rows: Array<Row> = []
+
+// ---------------------------------------------------------------------------
+// arguments and environment
+
+const fail = (message: string): never => {
+  process.stderr.write(`bench: ${message}\n`)
+  process.exit(1)
+}
+
+const parseArgs = (argv: ReadonlyArray<string>): Options => {
+  let quick = false
+  let write: string | undefined
+  const scenarios: Array<ScenarioName> = []
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (arg === "--") continue
+    if (arg === "--quick") quick = true
+    else if (arg === "--scenario") {
+      const value = argv[++i]
+      const found = scenarioNames.find((name) => name === value)
+      if (found === undefined) fail(`--scenario takes one of ${scenarioNames.join(", ")}, got ${value ?? "nothing"}`)
+      else scenarios.push(found)
+    } else if (arg === "--write") {
+      const value = argv[++i]
+      if (value === undefined) fail("--write takes a path, e.g. docs/benchmarks.md")
+      else write = Path.resolve(repoRoot, value)
+    } else if (arg === "--help" || arg === "-h") {
+      process.stdout.write(
+        "usage: node apps/bench/src/run.ts [--quick] [--scenario echo|broadcast|handshake|idle]... [--write docs/benchmarks.md]\n"
+      )
+      process.exit(0)
+    } else fail(`unknown argument ${arg}`)
+  }
+  return { quick, scenarios: scenarios.length > 0 ? scenarios : scenarioNames, write }
+}
+
+const commandWorks = (command: string, args: ReadonlyArray<string>): boolean => {
+  try {
+    execFileSync(command, args, { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  }
+}
+
+const ensureLoadgen = (): void => {
+  const sourceTime = Fs.statSync(loadgenSource).mtimeMs
+  const binaryTime = Fs.existsSync(loadgenBinary) ? Fs.statSync(loadgenBinary).mtimeMs : -1
+  if (binaryTime >= sourceTime) return
+  if (!commandWorks("cc", ["--version"])) {
+    fail("no C compiler: `cc` is needed to build loadgen/loadgen.c (Debian: apt-get install gcc)")
+  }
+  Fs.mkdirSync(buildDir, { recursive: true })
+  process.stderr.write(`bench: compiling ${Path.relative(repoRoot, loadgenSource)}\n`)
+  try {
+    execFileSync("cc", ["-std=c11", "-O2", "-o", loadgenBinary, loadgenSource], { stdio: "inherit" })
+  } catch {
+    fail(`cc failed to compile ${loadgenSource}`)
+  }
+}
+
+const clockTicks = ((): number => {
+  try {
+    const value = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim())
+    return value > 0 ? value : 100
+  } catch {
+    return 100
+  }
+})()
+
+const cpuCount = Os.availableParallelism()
+const pinning = cpuCount >= 2 && commandWorks("taskset", ["-V"])
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+// ---------------------------------------------------------------------------
+// /proc sampling
+
+const readProc = (pid: number): ProcSample | undefined => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    // fields after "(comm)": state is field 3, utime field 14, stime field 15
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
+    const rss = /^VmRSS:\s+(\d+) kB/m.exec(status)
+    return {
+      ticks: Number(fields[11]) + Number(fields[12]),
+      rssKb: rss?.[1] !== undefined ? Number(rss[1]) : 0,
+      at: performance.now()
+    }
+  } catch {
+    return undefined
+  }
+}
+
+const cpuPercent = (from: ProcSample | undefined, to: ProcSample | undefined): number | undefined => {
+  if (from === undefined || to === undefined || to.at <= from.at) return undefined
+  return (((to.ticks - from.ticks) / clockTicks) * 100_000) / (to.at - from.at)
+}
+
+// ---------------------------------------------------------------------------
+// processes
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = Net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+
+const canConnect = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const socket = Net.connect({ port, host: "127.0.0.1" })
+    socket.once("connect", () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once("error", () => resolve(false))
+  })
+
+interface Server {
+  readonly impl: Impl
+  readonly pid: number
+  readonly port: number
+  readonly logPath: string
+  readonly child: ChildProcess
+  readonly exit: () => { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined
+}
+
+const logTail = (path: string, lines = 20): string => {
+  try {
+    return Fs.readFileSync(path, "utf8").trimEnd().split("\n").slice(-lines).join("\n")
+  } catch {
+    return "(no log)"
+  }
+}
+
+const startServer = async (impl: Impl, scenario: ScenarioName): Promise<Server> => {
+  const port = await freePort()
+  Fs.mkdirSync(logDir, { recursive: true })
+  const logPath = Path.join(logDir, `${scenario}-${impl.key}.log`)
+  const logFd = Fs.openSync(logPath, "w")
+  const node = process.execPath
+  const [command, args] = pinning ? ["taskset", ["-c", "0", node, impl.script]] : [node, [impl.script]]
+  const child = spawn(command, args, {
+    cwd: repoRoot,
+    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1" },
+    stdio: ["ignore", logFd, logFd]
+  })
+  Fs.closeSync(logFd)
+  let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined
+  child.once("exit", (code, signal) => {
+    exited = { code, signal }
+  })
+  if (child.pid === undefined) fail(`could not start ${impl.label} (${command})`)
+  const server: Server = { impl, pid: child.pid ?? 0, port, logPath, child, exit: () => exited }
+  const deadline = performance.now() + 20_000
+  while (performance.now() < deadline) {
+    if (exited !== undefined) {
+      fail(`${impl.label} exited while starting (code ${exited.code}, signal ${exited.signal}):\n${logTail(logPath)}`)
+    }
+    if (await canConnect(port)) return server
+    await sleep(100)
+  }
+  child.kill("SIGKILL")
+  return fail(`${impl.label} did not listen on 127.0.0.1:${port} within 20 s:\n${logTail(logPath)}`)
+}
+
+const waitExit = async (server: Server, ms: number): Promise<boolean> => {
+  const deadline = performance.now() + ms
+  while (server.exit() === undefined && performance.now() < deadline) await sleep(50)
+  return server.exit() !== undefined
+}
+
+const stopServer = async (server: Server, scenario: ScenarioName): Promise<void> => {
+  const before = server.exit()
+  if (before !== undefined) {
+    problems.push(
+      `${server.impl.label} (${scenario}) exited by itself during the run (code ${before.code}, signal ${before.signal}); log tail:\n${logTail(server.logPath)}`
+    )
+    return
+  }
+  server.child.kill("SIGTERM")
+  if (!(await waitExit(server, 5_000))) {
+    problems.push(`${server.impl.label} (${scenario}) did not exit within 5 s of SIGTERM; killed`)
+    server.child.kill("SIGKILL")
+    await waitExit(server, 5_000)
+  }
+  const log = Fs.readFileSync(server.logPath, "utf8")
+  const bad = log.split("\n").filter((line) => /error|warn|fatal|exception|leak/i.test(line))
+  if (bad.length > 0) {
+    problems.push(
+      `${server.impl.label} (${scenario}) logged ${bad.length} error/warning line(s), first: ${bad[0]?.slice(0, 400)} (log: ${Path.relative(repoRoot, server.logPath)})`
+    )
+  }
+}
+
+interface LoadgenRun {
+  readonly result: LoadgenResult
+  readonly pid: number
+}
+
+/** Runs the load generator; `onLine` sees each stderr line as it arrives. */
+const runLoadgen = (
+  args: ReadonlyArray<string>,
+  budgetSeconds: number,
+  onLine: (line: string, pid: number) => void = () => {}
+): Promise<LoadgenRun> =>
+  new Promise((resolve, reject) => {
+    const [command, argv] = pinning ? ["taskset", ["-c", "1", loadgenBinary, ...args]] : [loadgenBinary, [...args]]
+    const child = spawn(command, argv, { stdio: ["ignore", "pipe", "pipe"] })
+    const pid = child.pid ?? 0
+    let stdout = ""
+    let stderr = ""
+    let pending = ""
+    const timer = setTimeout(() => child.kill("SIGKILL"), budgetSeconds * 1000)
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk
+    })
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk
+      pending += chunk
+      let newline = pending.indexOf("\n")
+      while (newline >= 0) {
+        onLine(pending.slice(0, newline), pid)
+        pending = pending.slice(newline + 1)
+        newline = pending.indexOf("\n")
+      }
+    })
+    child.once("error", reject)
+    child.once("close", (code, signal) => {
+      clearTimeout(timer)
+      const line = stdout.trim().split("\n").pop() ?? ""
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(line)
+      } catch {
+        parsed = undefined
+      }
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+        reject(
+          new Error(
+            `loadgen ${args.join(" ")} gave no result (code ${code}, signal ${signal}${signal === "SIGKILL" ? `, killed after ${budgetSeconds} s` : ""}):\n${stderr.trim()}`
+          )
+        )
+        return
+      }
+      resolve({ result: parsed as LoadgenResult, pid })
+    })
+  })
+
+const num = (result: LoadgenResult, key: string): number => {
+  const value = result[key]
+  if (typeof value !== "number") throw new Error(`loadgen result has no number "${key}": ${JSON.stringify(result)}`)
+  return value
+}
+
+/** Counters that must be zero on a healthy run. */
+const healthKeys = [
+  "conn_errors",
+  "protocol_errors",
+  "server_closes",
+  "lost",
+  "missing_at_end",
+  "out_of_order",
+  "bad_payload",
+  "unanswered",
+  "timeouts",
+  "close_unanswered"
+]
+
+const checkHealth = (impl: Impl, scenario: ScenarioName, args: ReadonlyArray<string>, result: LoadgenResult): void => {
+  const bad = healthKeys.filter((key) => typeof result[key] === "number" && result[key] !== 0)
+  const error = result.error
+  if (typeof error === "string") {
+    problems.push(`${impl.label} (${scenario}): loadgen ${args.join(" ")} failed: ${error}`)
+  } else if (bad.length > 0) {
+    const first = typeof result.first_error === "string" ? result.first_error : ""
+    problems.push(
+      `${impl.label} (${scenario}): ${bad.map((key) => `${key}=${String(result[key])}`).join(", ")}; first: ${first} (loadgen ${args.join(" ")})`
+    )
+  }
+}
+
+/** Runs one load generator command, sampling the server over its measured window. */
+const measure = async (
+  server: Server,
+  scenario: ScenarioName,
+  label: string,
+  args: ReadonlyArray<string>,
+  budgetSeconds: number
+): Promise<Measured> => {
+  let serverStart: ProcSample | undefined
+  let serverEnd: ProcSample | undefined
+  let loadgenStart: ProcSample | undefined
+  let loadgenEnd: ProcSample | undefined
+  const fullArgs = [...args, "--port", String(server.port)]
+  const run = await runLoadgen(fullArgs, budgetSeconds, (line, pid) => {
+    if (line === "phase measure") {
+      serverStart = readProc(server.pid)
+      loadgenStart = readProc(pid)
+    } else if (line === "phase end") {
+      serverEnd = readProc(server.pid)
+      loadgenEnd = readProc(pid)
+    }
+  })
+  checkHealth(server.impl, scenario, args, run.result)
+  const measured: Measured = {
+    result: run.result,
+    serverCpu: cpuPercent(serverStart, serverEnd),
+    loadgenCpu: cpuPercent(loadgenStart, loadgenEnd),
+    serverRssKb: serverEnd?.rssKb
+  }
+  const extra: Record<string, number> = {}
+  if (measured.serverCpu !== undefined) extra.server_cpu_pct = round(measured.serverCpu, 1)
+  if (measured.loadgenCpu !== undefined) extra.loadgen_cpu_pct = round(measured.loadgenCpu, 1)
+  if (measured.serverRssKb !== undefined) extra.server_rss_kb = measured.serverRssKb
+  raws.push({ scenario, impl: server.impl.key, label, args, result: run.result, extra })
+  return measured
+}
+
+const round = (value: number, decimals: number): number => Math.round(value * 10 ** decimals) / 10 ** decimals
+
+// ---------------------------------------------------------------------------
+// scenarios
+
+interface Plan {
+  readonly echo: ReadonlyArray<string>
+  readonly broadcast: ReadonlyArray<string>
+  readonly broadcastLatency: ReadonlyArray<string>
+  readonly handshake: ReadonlyArray<string>
+  /** Rounds of every scenario (each server freshly started per round). */
+  readonly rounds: number
+  readonly idleConns: number
+  readonly idleHold: number
+  readonly idleWarmConns: number
+  readonly settleMs: number
+}
+
+const args = (line: string): ReadonlyArray<string> => line.split(" ")
+
+const plans: Readonly<Record<"full" | "quick", Plan>> = {
+  full: {
+    echo: args("echo --path /echo --conns 100 --inflight 16 --size 32 --seconds 10 --warmup 2"),
+    broadcast: args("broadcast --path /broadcast --subs 1000 --size 64 --window 32 --seconds 10 --warmup 2"),
+    broadcastLatency: args("broadcast --path /broadcast --subs 1000 --size 64 --rate 50 --seconds 5 --warmup 1"),
+    handshake: args("handshake --path /echo --concurrency 50 --seconds 8 --warmup 2"),
+    rounds: 2,
+    idleConns: 10_000,
+    idleHold: 5,
+    idleWarmConns: 500,
+    settleMs: 2_000
+  },
+  quick: {
+    echo: args("echo --path /echo --conns 50 --inflight 16 --size 32 --seconds 3 --warmup 1"),
+    broadcast: args("broadcast --path /broadcast --subs 200 --size 64 --window 32 --seconds 3 --warmup 1"),
+    broadcastLatency: args("broadcast --path /broadcast --subs 200 --size 64 --rate 50 --seconds 2 --warmup 1"),
+    handshake: args("handshake --path /echo --concurrency 50 --seconds 3 --warmup 1"),
+    rounds: 1,
+    idleConns: 2_000,
+    idleHold: 2,
+    idleWarmConns: 200,
+    settleMs: 1_000
+  }
+}
+
+const argValue = (args: ReadonlyArray<string>, key: string): string => args[args.indexOf(key) + 1] ?? "?"
+
+const budget = (args: ReadonlyArray<string>): number =>
+  Number(argValue(args, "--seconds")) + Number(argValue(args, "--warmup")) + 60
+
+type PerImpl<A> = Partial<Record<Impl["key"], A>>
+type Rounds<A> = ReadonlyArray<PerImpl<A>>
+
+const mean = (values: ReadonlyArray<number>): number | undefined =>
+  values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0) / values.length
+
+/** The values of `f` per server, one per round. */
+const each = <A>(rounds: Rounds<A>, f: (a: A) => number | undefined): PerImpl<ReadonlyArray<number>> => {
+  const out: PerImpl<ReadonlyArray<number>> = {}
+  for (const impl of impls) {
+    out[impl.key] = rounds.flatMap((per) => {
+      const a = per[impl.key]
+      const value = a === undefined ? undefined : f(a)
+      return value === undefined ? [] : [value]
+    })
+  }
+  return out
+}
+
+/** The mean of `f` over the rounds, per server. */
+const pick = <A>(rounds: Rounds<A>, f: (a: A) => number | undefined): PerImpl<number> => {
+  const per = each(rounds, f)
+  const out: PerImpl<number> = {}
+  for (const impl of impls) {
+    const average = mean(per[impl.key] ?? [])
+    if (average !== undefined) out[impl.key] = average
+  }
+  return out
+}
+
+const both = (per: PerImpl<number>): Record<Impl["key"], number> => ({
+  switchboard: per.switchboard ?? Number.NaN,
+  baseline: per.baseline ?? Number.NaN
+})
+
+/**
+ * Runs `body` against each server in turn, each freshly started and stopped
+ * afterwards, `count` times (Switchboard, baseline, Switchboard, baseline, …).
+ */
+const rounds = async <A>(
+  scenario: ScenarioName,
+  count: number,
+  body: (server: Server, round: number) => Promise<A>
+): Promise<Rounds<A>> => {
+  const out: Array<PerImpl<A>> = []
+  for (let round = 1; round <= count; round++) {
+    const per: PerImpl<A> = {}
+    for (const impl of impls) {
+      process.stderr.write(`bench: ${scenario} on ${impl.label}${count > 1 ? `, round ${round} of ${count}` : ""}\n`)
+      const server = await startServer(impl, scenario)
+      try {
+        per[impl.key] = await body(server, round)
+      } catch (error) {
+        problems.push(`${impl.label} (${scenario}): ${error instanceof Error ? error.message : String(error)}`)
+      } finally {
+        await stopServer(server, scenario)
+      }
+    }
+    out.push(per)
+  }
+  return out
+}
+
+const roundsNote = (count: number): string => (count > 1 ? `; mean of ${count} rounds` : "")
+
+const runEcho = async (plan: Plan): Promise<void> => {
+  const done = await rounds("echo", plan.rounds, (server, round) =>
+    measure(server, "echo", `echo round ${round}`, plan.echo, budget(plan.echo))
+  )
+  const conns = argValue(plan.echo, "--conns")
+  const inflight = argValue(plan.echo, "--inflight")
+  rows.push({
+    scenario: "echo",
+    metric: `round trips/s (${conns} conns × ${inflight} in flight, ${argValue(plan.echo, "--size")} B${roundsNote(plan.rounds)})`,
+    values: both(pick(done, (m) => num(m.result, "rate"))),
+    perRound: each(done, (m) => num(m.result, "rate")),
+    target: { op: ">=", ratio: 3 },
+    serverCpu: pick(done, (m) => m.serverCpu),
+    loadgenCpu: pick(done, (m) => m.loadgenCpu),
+    decimals: 0
+  })
+  rows.push({
+    scenario: "echo",
+    metric: "p99 round-trip latency at that load (ms)",
+    values: both(pick(done, (m) => num(m.result, "p99_us") / 1000)),
+    perRound: each(done, (m) => num(m.result, "p99_us") / 1000),
+    target: undefined,
+    serverCpu: {},
+    loadgenCpu: {},
+    decimals: 2
+  })
+}
+
+const runBroadcast = async (plan: Plan): Promise<void> => {
+  const done = await rounds("broadcast", plan.rounds, async (server, round) => {
+    const max = await measure(server, "broadcast", `broadcast round ${round}`, plan.broadcast, budget(plan.broadcast))
+    const fixed = await measure(
+      server,
+      "broadcast",
+      `broadcast at a fixed rate, round ${round}`,
+      plan.broadcastLatency,
+      budget(plan.broadcastLatency)
+    )
+    return { max, fixed }
+  })
+  const subs = argValue(plan.broadcast, "--subs")
+  rows.push({
+    scenario: "broadcast",
+    metric: `deliveries/s (${subs} subs, ${argValue(plan.broadcast, "--size")} B, window ${argValue(plan.broadcast, "--window")}${roundsNote(plan.rounds)})`,
+    values: both(pick(done, (m) => num(m.max.result, "rate"))),
+    perRound: each(done, (m) => num(m.max.result, "rate")),
+    target: { op: ">=", ratio: 10 },
+    serverCpu: pick(done, (m) => m.max.serverCpu),
+    loadgenCpu: pick(done, (m) => m.max.loadgenCpu),
+    decimals: 0
+  })
+  rows.push({
+    scenario: "broadcast",
+    metric: "p99 delivery latency at that load (ms)",
+    values: both(pick(done, (m) => num(m.max.result, "p99_us") / 1000)),
+    perRound: each(done, (m) => num(m.max.result, "p99_us") / 1000),
+    target: undefined,
+    serverCpu: {},
+    loadgenCpu: {},
+    decimals: 2
+  })
+  rows.push({
+    scenario: "broadcast",
+    metric: `p99 delivery latency at ${argValue(plan.broadcastLatency, "--rate")} broadcasts/s (ms)`,
+    values: both(pick(done, (m) => num(m.fixed.result, "p99_us") / 1000)),
+    perRound: each(done, (m) => num(m.fixed.result, "p99_us") / 1000),
+    target: undefined,
+    serverCpu: pick(done, (m) => m.fixed.serverCpu),
+    loadgenCpu: pick(done, (m) => m.fixed.loadgenCpu),
+    decimals: 2
+  })
+}
+
+const runHandshake = async (plan: Plan): Promise<void> => {
+  const done = await rounds("handshake", plan.rounds, (server, round) =>
+    measure(server, "handshake", `handshake round ${round}`, plan.handshake, budget(plan.handshake))
+  )
+  rows.push({
+    scenario: "handshake",
+    metric: `handshakes/s (${argValue(plan.handshake, "--concurrency")} concurrent; open, upgrade, close frame${roundsNote(plan.rounds)})`,
+    values: both(pick(done, (m) => num(m.result, "rate"))),
+    perRound: each(done, (m) => num(m.result, "rate")),
+    target: { op: ">=", ratio: 0.9 },
+    serverCpu: pick(done, (m) => m.serverCpu),
+    loadgenCpu: pick(done, (m) => m.loadgenCpu),
+    decimals: 0
+  })
+}
+
+interface IdleResult {
+  readonly beforeKb: number
+  readonly withKb: number
+  readonly perConnBytes: number
+}
+
+const runIdle = async (plan: Plan): Promise<void> => {
+  const done = await rounds("idle", plan.rounds, async (server, round): Promise<IdleResult> => {
+    const port = String(server.port)
+    // warm-up: the connection path runs (JIT, lazy modules), then everything closes and settles
+    const warmArgs = ["idle", "--path", "/echo", "--conns", String(plan.idleWarmConns), "--hold", "0"]
+    const warm = await runLoadgen([...warmArgs, "--port", port], 60)
+    checkHealth(server.impl, "idle", warmArgs, warm.result)
+    await sleep(plan.settleMs)
+    const before = readProc(server.pid)
+    if (before === undefined) throw new Error(`cannot read /proc/${server.pid}`)
+    const args = ["idle", "--path", "/echo", "--conns", String(plan.idleConns), "--hold", String(plan.idleHold)]
+    const samples: Array<ProcSample> = []
+    let sampler: ReturnType<typeof setInterval> | undefined
+    const stopSampling = () => {
+      if (sampler !== undefined) clearInterval(sampler)
+      sampler = undefined
+    }
+    const run = await runLoadgen([...args, "--port", port], plan.idleHold + 90, (line) => {
+      if (line.startsWith("ready")) {
+        const take = () => {
+          const sample = readProc(server.pid)
+          if (sample !== undefined) samples.push(sample)
+        }
+        take()
+        sampler = setInterval(take, 250)
+      } else if (line.startsWith("phase closing")) stopSampling()
+    }).finally(stopSampling)
+    checkHealth(server.impl, "idle", args, run.result)
+    const last = samples.at(-1)
+    if (last === undefined) throw new Error("no RSS sample while the connections were open")
+    const perConnBytes = ((last.rssKb - before.rssKb) * 1024) / plan.idleConns
+    raws.push({
+      scenario: "idle",
+      impl: server.impl.key,
+      label: `idle round ${round}`,
+      args,
+      result: run.result,
+      extra: {
+        rss_before_kb: before.rssKb,
+        rss_with_conns_kb: last.rssKb,
+        rss_min_while_open_kb: Math.min(...samples.map((s) => s.rssKb)),
+        rss_max_while_open_kb: Math.max(...samples.map((s) => s.rssKb)),
+        samples: samples.length
+      }
+    })
+    return { beforeKb: before.rssKb, withKb: last.rssKb, perConnBytes }
+  })
+  rows.push({
+    scenario: "idle",
+    metric: `RSS per idle connection (${plan.idleConns.toLocaleString("en-US")} conns, KB${roundsNote(plan.rounds)})`,
+    values: both(pick(done, (r) => r.perConnBytes / 1024)),
+    perRound: each(done, (r) => r.perConnBytes / 1024),
+    target: { op: "<=", ratio: 1.25 },
+    serverCpu: {},
+    loadgenCpu: {},
+    decimals: 2
+  })
+  rows.push({
+    scenario: "idle",
+    metric: "server RSS before → with the connections (MB)",
+    values: both(pick(done, (r) => r.withKb / 1024)),
+    perRound: {},
+    target: undefined,
+    serverCpu: {},
+    loadgenCpu: {},
+    decimals: 1
+  })
+  idleBefore = pick(done, (r) => r.beforeKb / 1024)
+}
+
+let idleBefore: Partial<Record<Impl["key"], number>> = {}
+
+// ---------------------------------------------------------------------------
+// output
+
+const fmt = (value: number, decimals: number): string =>
+  Number.isFinite(value)
+    ? value.toLocaleString("en-US", { minimumFractionDigits: decimals, maximumFractionDigits: decimals })
+    : "n/a"
+
+const cell = (row: Row, key: Impl["key"]): string => {
+  if (row.metric.startsWith("server RSS before")) {
+    const before = idleBefore[key]
+    return `${before === undefined ? "n/a" : fmt(before, 1)} → ${fmt(row.values[key], 1)}`
+  }
+  return fmt(row.values[key], row.decimals)
+}
+
+const ratioOf = (row: Row): number => row.values.switchboard / row.values.baseline
+
+const verdict = (row: Row): string => {
+  if (row.target === undefined) return ""
+  const ratio = ratioOf(row)
+  if (!Number.isFinite(ratio)) return "n/a"
+  return (row.target.op === ">=" ? ratio >= row.target.ratio : ratio <= row.target.ratio) ? "met" : "**missed**"
+}
+
+const cpuCell = (per: Readonly<Partial<Record<Impl["key"], number>>>): string =>
+  per.switchboard === undefined && per.baseline === undefined
+    ? ""
+    : `${per.switchboard === undefined ? "n/a" : fmt(per.switchboard, 0)} / ${per.baseline === undefined ? "n/a" : fmt(per.baseline, 0)}`
+
+const tableHeader = [
+  "Scenario",
+  "Metric",
+  "Switchboard",
+  "ws baseline",
+  "Ratio (SB / ws)",
+  "Target",
+  "",
+  "Server CPU % (SB / ws)",
+  "Loadgen CPU % (SB / ws)"
+]
+const rightAligned = (column: number): boolean => column >= 2 && column !== 6
+
+const tableCells = (): Array<Array<string>> =>
+  rows.map((row) => [
+    row.scenario,
+    row.metric,
+    cell(row, "switchboard"),
+    cell(row, "baseline"),
+    row.metric.startsWith("server RSS before") ? "" : `${fmt(ratioOf(row), 2)}×`,
+    row.target === undefined ? "" : `${row.target.op} ${row.target.ratio}×`,
+    verdict(row),
+    cpuCell(row.serverCpu),
+    cpuCell(row.loadgenCpu)
+  ])
+
+const width = (text: string): number => [...text].length
+
+const columnWidths = (lines: ReadonlyArray<ReadonlyArray<string>>, min: number): Array<number> =>
+  tableHeader.map((_, i) => Math.max(min, ...lines.map((line) => width(line[i] ?? ""))))
+
+const pad = (text: string, to: number, right: boolean): string => {
+  const fill = " ".repeat(Math.max(0, to - width(text)))
+  return right ? fill + text : text + fill
+}
+
+/** The results as a Markdown table, padded the way the repository's formatter (Biome) prints it. */
+const tableLines = (): Array<string> => {
+  const lines = [tableHeader, ...tableCells()]
+  const widths = columnWidths(lines, 3)
+  const row = (cells: ReadonlyArray<string>) =>
+    `| ${cells.map((c, i) => pad(c, widths[i] ?? 0, rightAligned(i))).join(" | ")} |`
+  const rule = `| ${widths.map((w, i) => (rightAligned(i) ? `${"-".repeat(w - 1)}:` : "-".repeat(w))).join(" | ")} |`
+  const [head, ...body] = lines
+  return [row(head ?? []), rule, ...body.map(row)]
+}
+
+const consoleTable = (): string => {
+  const lines = [tableHeader, ...tableCells().map((cells) => cells.map((c) => c.replaceAll("**", "")))]
+  const widths = columnWidths(lines, 0)
+  return lines.map((cells) => cells.map((c, i) => pad(c, widths[i] ?? 0, rightAligned(i))).join("  ")).join("\n")
+}
+
+const targetLines = (): Array<string> =>
+  rows.flatMap((row) => {
+    if (row.target === undefined) return []
+    const ratio = ratioOf(row)
+    const goal = `${row.target.op === ">=" ? "≥" : "≤"} ${row.target.ratio}×`
+    if (!Number.isFinite(ratio)) return [`- ${row.scenario}, ${row.metric}: no result (target ${goal}).`]
+    const met = row.target.op === ">=" ? ratio >= row.target.ratio : ratio <= row.target.ratio
+    const gap =
+      row.target.op === ">="
+        ? `${fmt((1 - ratio / row.target.ratio) * 100, 0)} % short of it`
+        : `${fmt((ratio / row.target.ratio - 1) * 100, 0)} % over it`
+    const sb = row.perRound.switchboard ?? []
+    const ws = row.perRound.baseline ?? []
+    const perRound =
+      sb.length > 1 || ws.length > 1
+        ? ` Rounds: Switchboard ${sb.map((v) => fmt(v, row.decimals)).join(", ")}; ws ${ws.map((v) => fmt(v, row.decimals)).join(", ")}.`
+        : ""
+    return [
+      `- ${row.scenario}, ${row.metric}: ${fmt(ratio, 2)}× against a target of ${goal}: ${met ? "met" : `**missed**, ${gap}`}.${perRound}`
+    ]
+  })
+
+const machine = (): Record<string, string> => {
+  const cpuinfo = Fs.readFileSync("/proc/cpuinfo", "utf8")
+  const meminfo = Fs.readFileSync("/proc/meminfo", "utf8")
+  const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? 0)
+  return {
+    cpus: String(cpuCount),
+    cpu: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim() ?? "unknown",
+    memory: `${(memKb / 1024 / 1024).toFixed(1)} GiB`,
+    node: process.version,
+    kernel: `${Os.type()} ${Os.release()}`,
+    date: new Date().toISOString().replace(/\.\d+Z$/, "Z")
+  }
+}
+
+const markdown = (options: Options, info: Record<string, string>): string => {
+  const command = [
+    "pnpm --filter @switchboard/app-bench bench --",
+    ...(options.quick ? ["--quick"] : []),
+    ...(options.scenarios.length < scenarioNames.length ? options.scenarios.flatMap((s) => ["--scenario", s]) : []),
+    "--write docs/benchmarks.md"
+  ].join(" ")
+  const lines = [
+    "## Latest results",
+    "",
+    `Run on ${info.date} with \`${command}\`${options.quick ? " (**quick** smoke-test settings, not the real numbers)" : ""}.`,
+    "",
+    `Machine: ${info.cpus} × ${info.cpu}, ${info.memory} RAM, ${info.kernel}, Node ${info.node}. ` +
+      (pinning
+        ? "Server pinned to CPU 0, load generator to CPU 1 (taskset)."
+        : "**Not pinned** (taskset missing or a single CPU): server and load generator share the CPUs."),
+    "",
+    ...tableLines(),
+    "",
+    ...targetLines(),
+    "",
+    problems.length === 0
+      ? "No errors, lost messages, unexpected closes or server log errors were seen in this run."
+      : "**Problems seen in this run:**",
+    ...problems.map((p) => `- ${p.replaceAll("\n", "\n  ")}`),
+    "",
+    "<details><summary>Raw load generator results</summary>",
+    "",
+    "```",
+    ...raws.map(
+      (raw) => `${raw.scenario} / ${raw.impl} / ${raw.label}: ${JSON.stringify({ ...raw.result, ...raw.extra })}`
+    ),
+    "```",
+    "",
+    "</details>",
+    ""
+  ]
+  return lines.join("\n")
+}
+
+const writeSection = (path: string, section: string): void => {
+  const current = Fs.existsSync(path) ? Fs.readFileSync(path, "utf8") : "# Benchmarks\n"
+  const start = current.search(/^## Latest results[ \t]*$/m)
+  let next: string
+  if (start < 0) {
+    next = `${current.trimEnd()}\n\n${section}`
+  } else {
+    const after = current.slice(start + 1)
+    const end = after.search(/^## /m)
+    const rest = end < 0 ? "" : after.slice(end)
+    next = `${current.slice(0, start)}${section}${rest.length > 0 ? `\n${rest}` : ""}`
+  }
+  Fs.mkdirSync(Path.dirname(path), { recursive: true })
+  Fs.writeFileSync(path, next.endsWith("\n") ? next : `${next}\n`)
+}
+
+// ---------------------------------------------------------------------------
+
+const main = async (): Promise<void> => {
+  const options = parseArgs(process.argv.slice(2))
+  const major = Number(process.versions.node.split(".")[0])
+  if (major < 24) fail(`Node ${process.version}: run with Node 24 (pnpm exec node apps/bench/src/run.ts)`)
+  ensureLoadgen()
+  if (!pinning) {
+    process.stderr.write(
+      `bench: not pinning CPUs (${cpuCount < 2 ? "only one CPU" : "taskset not found; apt-get install util-linux"})\n`
+    )
+  }
+  const plan = plans[options.quick ? "quick" : "full"]
+  const started = performance.now()
+  for (const scenario of options.scenarios) {
+    if (scenario === "echo") await runEcho(plan)
+    else if (scenario === "broadcast") await runBroadcast(plan)
+    else if (scenario === "handshake") await runHandshake(plan)
+    else await runIdle(plan)
+  }
+  const info = machine()
+  process.stdout.write(`\n${consoleTable()}\n\n`)
+  process.stdout.write(
+    `${info.cpus} × ${info.cpu}, ${info.memory}, Node ${info.node}, ${info.date}, ${Math.round((performance.now() - started) / 1000)} s${pinning ? ", pinned" : ", not pinned"}\n`
+  )
+  if (problems.length > 0) {
+    process.stdout.write(`\nProblems:\n${problems.map((p) => `- ${p}`).join("\n")}\n`)
+  }
+  if (options.write !== undefined) {
+    writeSection(options.write, markdown(options, info))
+    process.stdout.write(
+      `\nwrote "Latest results" to ${Path.relative(process.cwd(), options.write) || options.write}\n`
+    )
+  }
+  if (problems.length > 0) process.exitCode = 1
+}
+
+await main()
