@@ -7,7 +7,7 @@
  *
  *   PORT=9001 HOST=127.0.0.1 node apps/bench/src/server.ts
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Backplane, Behavior, Hub } from "@switchboard/core"
 import { NodeServer } from "@switchboard/node"
 import { Config, Effect, Layer } from "effect"

@@ -11,7 +11,7 @@
  */
 import { readFileSync } from "node:fs"
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Backplane, Behavior, type Connection, Hub } from "@switchboard/core"
 import { NodeServer } from "@switchboard/node"
 import { Config, Context, Effect, Layer, Schema } from "effect"

@@ -9,7 +9,7 @@
  * CLOSE_AFTER_NO_PONG ("100 seconds"), IDLE_TIMEOUT (off),
  * MAX_MESSAGE_BYTES (16 MiB).
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Behavior } from "@switchboard/core"
 import { NodeServer } from "@switchboard/node"
 import { Config, Duration, Effect, Layer, Option } from "effect"

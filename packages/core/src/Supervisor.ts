@@ -17,6 +17,7 @@ import * as CloseCode from "./CloseCode.ts"
 import * as CloseReason from "./CloseReason.ts"
 import * as Connection from "./Connection.ts"
 import type * as ConnectionError from "./ConnectionError.ts"
+import type * as Handshake from "./Handshake.ts"
 import { ActorImpl, type Host, type RouteSettings } from "./internal/actor.ts"
 import * as Keepalive from "./Keepalive.ts"
 import type { Message } from "./Message.ts"
@@ -134,7 +135,7 @@ export interface Supervisor<R> {
   accept(
     route: Route<R>,
     transport: Transport,
-    info: { readonly request: Connection.Request; readonly remoteAddress: string; readonly auth?: unknown }
+    info: { readonly request: Handshake.UpgradeRequest; readonly auth?: unknown }
   ): Actor
   /** Every open connection. */
   readonly connections: Iterable<Connection.Connection<unknown>>
@@ -159,7 +160,7 @@ export interface Supervisor<R> {
  * const program = Effect.gen(function*() {
  *   const supervisor = yield* Supervisor.make({ resolution: 100 })
  *   const route = Supervisor.route(Echo, { keepalive: false })
- *   const actor = supervisor.accept(route, myTransport, { request, remoteAddress: "127.0.0.1" })
+ *   const actor = supervisor.accept(route, myTransport, { request: { ...request, remoteAddress: "127.0.0.1" } })
  *   actor.receiveUnsafe("hello")
  * })
  * ```
@@ -251,7 +252,6 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
           route.settings,
           route.behavior as Behavior.Behavior<unknown, unknown>,
           info.request,
-          info.remoteAddress,
           info.auth
         )
         actors.add(actor)

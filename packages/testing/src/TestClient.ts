@@ -131,9 +131,9 @@ export const connect = <I, R>(
       request: {
         path: options.request?.path ?? "/",
         query: options.request?.query ?? new URLSearchParams(),
-        headers: options.request?.headers ?? {}
+        headers: options.request?.headers ?? {},
+        remoteAddress: options.remoteAddress ?? "127.0.0.1"
       },
-      remoteAddress: options.remoteAddress ?? "127.0.0.1",
       auth: options.auth
     })
     transport.actor = actor

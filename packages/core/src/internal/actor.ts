@@ -15,6 +15,7 @@ import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
 import type * as Connection from "../Connection.ts"
 import * as ConnectionError from "../ConnectionError.ts"
+import type * as Handshake from "../Handshake.ts"
 import type * as Keepalive from "../Keepalive.ts"
 import type { Message } from "../Message.ts"
 import type { PreparedMessage } from "../PreparedMessage.ts"
@@ -80,8 +81,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   readonly host: Host
   readonly transport: Transport
   readonly settings: RouteSettings
-  readonly request: Connection.Request
-  readonly remoteAddress: string
+  readonly request: Handshake.UpgradeRequest
   readonly auth: unknown
 
   constructor(
@@ -89,15 +89,13 @@ export class ActorImpl implements Connection.Connection<unknown> {
     transport: Transport,
     settings: RouteSettings,
     behavior: Behavior.Behavior<unknown, unknown>,
-    request: Connection.Request,
-    remoteAddress: string,
+    request: Handshake.UpgradeRequest,
     auth: unknown
   ) {
     this.host = host
     this.transport = transport
     this.settings = settings
     this.request = request
-    this.remoteAddress = remoteAddress
     this.auth = auth
     this.handlers = Behavior.handlersOf(behavior) as Behavior.Handlers<unknown, unknown, unknown, never>
     this.lastIn = this.lastMessage = this.lastOut = host.now
@@ -106,6 +104,9 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   get maxMessageBytes(): number {
     return this.settings.maxMessageBytes
+  }
+  get remoteAddress(): string {
+    return this.request.remoteAddress
   }
   get connection(): Connection.Connection<unknown> {
     return this
@@ -171,6 +172,11 @@ export class ActorImpl implements Connection.Connection<unknown> {
       this.closeReason = code === CloseCode.Abnormal ? CloseReason.lost : CloseReason.peer(code, reason)
     }
     this.drainUnsafe()
+    // Nothing to run (no onClose, no finalizer, an idle actor): finish here, without a fiber.
+    if (!this.running && this.inbox.length === 0 && this.finalizers === undefined && !this.needsOnClose()) {
+      this.finished_()
+      return
+    }
     this.push(Closed)
   }
 
@@ -444,6 +450,21 @@ export class ActorImpl implements Connection.Connection<unknown> {
   private done = false
   private finishWaiters: Array<() => void> | undefined = undefined
 
+  /** True when `onClose` is to run: it exists, and `init` (if any) succeeded. */
+  private needsOnClose(): boolean {
+    const h = this.handlers
+    return h.onClose !== undefined && (h.init === undefined || this.started)
+  }
+
+  /** The actor is gone: leave the supervisor and wake whoever awaits `finished`. */
+  private finished_(): void {
+    this.done = true
+    this.host.remove(this)
+    const waiters = this.finishWaiters
+    this.finishWaiters = undefined
+    if (waiters !== undefined) for (const wake of waiters) wake()
+  }
+
   private finish(): Effect.Effect<void, unknown> {
     const h = this.handlers
     const done = Effect.suspend(() => {
@@ -456,20 +477,10 @@ export class ActorImpl implements Connection.Connection<unknown> {
         (finalizer) => Effect.catchCause(finalizer, (cause) => this.logCause("connection finalizer failed", cause)),
         { discard: true }
       )
-    }).pipe(
-      Effect.andThen(
-        Effect.sync(() => {
-          this.done = true
-          this.host.remove(this)
-          const waiters = this.finishWaiters
-          this.finishWaiters = undefined
-          if (waiters !== undefined) for (const wake of waiters) wake()
-        })
-      )
-    )
+    }).pipe(Effect.andThen(Effect.sync(() => this.finished_())))
     // a behaviour whose init failed has no state to close over
-    if (h.onClose === undefined || (h.init !== undefined && !this.started)) return done
-    return h.onClose(this, this.closeReason ?? CloseReason.lost, this.state).pipe(
+    if (!this.needsOnClose()) return done
+    return h.onClose!(this, this.closeReason ?? CloseReason.lost, this.state).pipe(
       Effect.catchCause((cause) => this.logCause("onClose failed", cause)),
       Effect.andThen(done)
     )

@@ -54,16 +54,41 @@ class UpgradeRequest implements Handshake.UpgradeRequest {
   readonly path: string
   readonly search: string
   readonly headers: Handshake.UpgradeRequest["headers"]
-  readonly remoteAddress: string
+  private readonly socket: Socket
   private parsed: URLSearchParams | undefined = undefined
-  constructor(path: string, search: string, headers: Handshake.UpgradeRequest["headers"], remoteAddress: string) {
+  private address: string | undefined = undefined
+  constructor(path: string, search: string, headers: Handshake.UpgradeRequest["headers"], socket: Socket) {
     this.path = path
     this.search = search
     this.headers = headers
-    this.remoteAddress = remoteAddress
+    this.socket = socket
   }
   get query(): URLSearchParams {
     return (this.parsed ??= new URLSearchParams(this.search))
+  }
+  /** Read from the socket on first use (a system call), and kept. */
+  get remoteAddress(): string {
+    return (this.address ??= this.socket.remoteAddress ?? "")
+  }
+}
+
+/**
+ * Splits an origin-form request target ("/chat?room=a") into path and query
+ * string without building a `URL`; anything else (absolute-form, dot
+ * segments, percent-escapes in the path) goes through `URL`. Undefined when
+ * it is malformed.
+ */
+const parseTarget = (target: string): { readonly path: string; readonly search: string } | undefined => {
+  const q = target.indexOf("?")
+  const path = q < 0 ? target : target.slice(0, q)
+  if (path.charCodeAt(0) === 47 /* / */ && !path.includes("/.") && !path.includes("%")) {
+    return { path, search: q < 0 ? "" : target.slice(q) }
+  }
+  try {
+    const url = new URL(target, "http://localhost")
+    return { path: url.pathname, search: url.search }
+  } catch {
+    return undefined
   }
 }
 
@@ -104,7 +129,7 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
     entry.wss.handleUpgrade(req, socket, head, (client) => {
       handshaking.delete(socket)
       const ws = client as SwitchboardSocket
-      const actor = supervisor.accept(entry.route, ws, { request, remoteAddress: request.remoteAddress, auth })
+      const actor = supervisor.accept(entry.route, ws, { request, auth })
       attach(ws, socket, stats, actor)
     })
   }
@@ -114,20 +139,16 @@ export const mount = <R>(server: Server, options: MountOptions<R>) => {
   const onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on("error", ignore)
     if (!supervisor.accepting) return reject(socket, 503, "server shutting down")
-    let url: URL
-    try {
-      url = new URL(req.url ?? "/", "http://localhost")
-    } catch {
-      return reject(socket, 400, "malformed request target")
-    }
-    const entry = mounted.get(url.pathname)
+    const target = parseTarget(req.url ?? "/")
+    if (target === undefined) return reject(socket, 400, "malformed request target")
+    const entry = mounted.get(target.path)
     if (entry === undefined) return reject(socket, 404)
     if (options.allowedOrigins !== undefined) {
       const origin = req.headers.origin
       if (origin === undefined || !options.allowedOrigins.has(origin)) return reject(socket, 403, "origin not allowed")
     }
     if (supervisor.size + pending >= options.maxConnections) return reject(socket, 503, "too many connections")
-    const request = new UpgradeRequest(url.pathname, url.search, req.headers, socket.remoteAddress ?? "")
+    const request = new UpgradeRequest(target.path, target.search, req.headers, socket)
     const authenticate = options.authenticate
     if (authenticate === undefined) return upgrade(entry, req, socket, head, request, undefined)
     pending++
