@@ -621,6 +621,8 @@ interface IdleResult {
   readonly beforeKb: number
   readonly withKb: number
   readonly perConnBytes: number
+  /** The server's CPU use while it only held the idle connections (timers, keepalive sweeps). */
+  readonly idleCpu: number | undefined
 }
 
 const runIdle = async (plan: Plan): Promise<void> => {
@@ -654,6 +656,8 @@ const runIdle = async (plan: Plan): Promise<void> => {
     const last = samples.at(-1)
     if (last === undefined) throw new Error("no RSS sample while the connections were open")
     const perConnBytes = ((last.rssKb - before.rssKb) * 1024) / plan.idleConns
+    const first = samples[0]
+    const idleCpu = first !== undefined && last !== first ? cpuPercent(first, last) : undefined
     raws.push({
       scenario: "idle",
       impl: server.impl.key,
@@ -665,10 +669,11 @@ const runIdle = async (plan: Plan): Promise<void> => {
         rss_with_conns_kb: last.rssKb,
         rss_min_while_open_kb: Math.min(...samples.map((s) => s.rssKb)),
         rss_max_while_open_kb: Math.max(...samples.map((s) => s.rssKb)),
+        ...(idleCpu === undefined ? {} : { server_cpu_while_idle_pct: Math.round(idleCpu * 100) / 100 }),
         samples: samples.length
       }
     })
-    return { beforeKb: before.rssKb, withKb: last.rssKb, perConnBytes }
+    return { beforeKb: before.rssKb, withKb: last.rssKb, perConnBytes, idleCpu }
   })
   rows.push({
     scenario: "idle",
@@ -676,7 +681,8 @@ const runIdle = async (plan: Plan): Promise<void> => {
     values: both(pick(done, (r) => r.perConnBytes / 1024)),
     perRound: each(done, (r) => r.perConnBytes / 1024),
     target: { op: "<=", ratio: 1.25 },
-    serverCpu: {},
+    // the server's CPU while holding the idle connections: the cost of the timers
+    serverCpu: pick(done, (r) => r.idleCpu),
     loadgenCpu: {},
     decimals: 2
   })
