@@ -82,7 +82,15 @@ export const defaults: Resolved = {
   closeTimeout: 5_000
 }
 
-const millis = (input: Duration.Input | false | undefined, fallback: number, name: string): number => {
+/**
+ * A setting's duration in milliseconds: `fallback` when absent, 0 for
+ * `false` (off). Throws a `RangeError` naming the setting for anything that
+ * is not a positive, finite duration; layers turn it into a typed error.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const durationMillis = (input: Duration.Input | false | undefined, fallback: number, name: string): number => {
   if (input === undefined) return fallback
   if (input === false) return 0
   const duration = Duration.fromInput(input)
@@ -104,13 +112,13 @@ export const resolve = (options: Options | undefined, base: Resolved = defaults)
   if (options === undefined) return base
   const keepalive = options.keepalive
   return {
-    pingAfter: keepalive === false ? 0 : millis(keepalive?.pingAfter, base.pingAfter, "keepalive.pingAfter"),
+    pingAfter: keepalive === false ? 0 : durationMillis(keepalive?.pingAfter, base.pingAfter, "keepalive.pingAfter"),
     closeAfterNoPong:
       keepalive === false
         ? 0
-        : millis(keepalive?.closeAfterNoPong, base.closeAfterNoPong, "keepalive.closeAfterNoPong"),
-    idleTimeout: millis(options.idleTimeout, base.idleTimeout, "idleTimeout"),
-    closeTimeout: millis(options.closeTimeout, base.closeTimeout, "closeTimeout")
+        : durationMillis(keepalive?.closeAfterNoPong, base.closeAfterNoPong, "keepalive.closeAfterNoPong"),
+    idleTimeout: durationMillis(options.idleTimeout, base.idleTimeout, "idleTimeout"),
+    closeTimeout: durationMillis(options.closeTimeout, base.closeTimeout, "closeTimeout")
   }
 }
 

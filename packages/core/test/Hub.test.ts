@@ -22,6 +22,15 @@ const Room = Behavior.make({
     typeof info === "string" ? conn.send(info) : conn.send(`${info._tag}:${info.member.id}`)
 })
 
+/** Subscribes to "feed"; a slow consumer as soon as the test stops reading its frames. */
+const Sub = Behavior.make({
+  init: (conn) =>
+    Effect.gen(function* () {
+      const hub = yield* Hub.Hub
+      yield* hub.subscribe("feed", conn)
+    })
+})
+
 const HubLive = (options?: Hub.Options) => Hub.layer(options).pipe(Layer.provide(Backplane.layerMemory))
 
 const as = (nick: string) => ({ ...noTimers, request: { query: new URLSearchParams({ nick }) } })
@@ -94,13 +103,6 @@ describe("Hub", () => {
   it.effect("drops messages for a subscriber that does not read, without holding the others back", () =>
     Effect.gen(function* () {
       const limit = 4 * 1024
-      const Sub = Behavior.make({
-        init: (conn) =>
-          Effect.gen(function* () {
-            const hub = yield* Hub.Hub
-            yield* hub.subscribe("feed", conn)
-          })
-      })
       const stuck = yield* TestClient.connect(Sub, noTimers)
       const reader = yield* TestClient.connect(Sub, noTimers)
       const hub = yield* Hub.Hub
@@ -123,13 +125,6 @@ describe("Hub", () => {
 
   it.effect("closes a slow consumer with the configured code when the policy is close", () =>
     Effect.gen(function* () {
-      const Sub = Behavior.make({
-        init: (conn) =>
-          Effect.gen(function* () {
-            const hub = yield* Hub.Hub
-            yield* hub.subscribe("feed", conn)
-          })
-      })
       const stuck = yield* TestClient.connect(Sub, noTimers)
       const hub = yield* Hub.Hub
       yield* settle(Effect.map(hub.topics, (topics) => topics.includes("feed")))

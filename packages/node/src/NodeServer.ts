@@ -13,7 +13,7 @@
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { type Behavior, type Connection, type Handshake, Keepalive, Supervisor } from "@switchboard/core"
-import { Clock, Context, Duration, Effect, Layer } from "effect"
+import { Clock, Context, type Duration, Effect, Layer } from "effect"
 import { mount } from "./internal/upgrade.ts"
 import { InvalidOptions, ListenFailed, ServerError } from "./ServerError.ts"
 
@@ -88,14 +88,6 @@ export class NodeServer extends Context.Service<
   }
 >()("@switchboard/node/NodeServer") {}
 
-const millis = (input: Duration.Input | false | undefined, fallback: number, name: string): number => {
-  if (input === undefined) return fallback
-  if (input === false) return 0
-  const duration = Duration.fromInput(input)
-  if (duration._tag === "None") throw new RangeError(`${name}: not a duration: ${String(input)}`)
-  return Duration.toMillis(duration.value)
-}
-
 const resolve = <R>(options: MountOptions<R>) => {
   const routes = new Map<string, Supervisor.Route<R>>()
   for (const [path, value] of Object.entries(options.routes)) {
@@ -105,8 +97,8 @@ const resolve = <R>(options: MountOptions<R>) => {
   }
   const maxConnections = options.maxConnections ?? Number.POSITIVE_INFINITY
   if (!(maxConnections > 0)) throw new RangeError(`maxConnections: must be positive, got ${maxConnections}`)
-  const handshakeTimeout = millis(options.handshakeTimeout, 10_000, "handshakeTimeout")
-  const shutdownTimeout = millis(options.shutdownTimeout, 5_000, "shutdownTimeout")
+  const handshakeTimeout = Keepalive.durationMillis(options.handshakeTimeout, 10_000, "handshakeTimeout")
+  const shutdownTimeout = Keepalive.durationMillis(options.shutdownTimeout, 5_000, "shutdownTimeout")
   const settings = [...routes.values()].map((r) => r.settings.timers)
   if (handshakeTimeout > 0) settings.push({ ...Keepalive.defaults, closeTimeout: handshakeTimeout })
   return { routes, maxConnections, handshakeTimeout, shutdownTimeout, resolution: Keepalive.resolutionFor(settings) }
