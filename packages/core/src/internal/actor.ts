@@ -47,8 +47,8 @@ type Signal = Message | Info | typeof Open | typeof Closed
 /** The shared "not allocated yet" mailbox: never pushed to (`push` swaps it for an array first). */
 const noSignals: Array<Signal> = []
 
-const enum_ = { open: 0, closing: 1, closed: 2 } as const
-type Phase = (typeof enum_)[keyof typeof enum_]
+const phases = { open: 0, closing: 1, closed: 2 } as const
+type Phase = (typeof phases)[keyof typeof phases]
 
 const encoder = new TextEncoder()
 let nextId = 0
@@ -56,7 +56,7 @@ let nextId = 0
 export class ActorImpl implements Connection.Connection<unknown> {
   readonly serial = ++nextId
   state: unknown = undefined
-  phase: Phase = enum_.open
+  phase: Phase = phases.open
   crashed = false
   closeReason: CloseReason.CloseReason | undefined = undefined
   /** Last inbound frame of any kind (keepalive), last inbound message and last outbound message (idle), as `host.now`. */
@@ -111,11 +111,13 @@ export class ActorImpl implements Connection.Connection<unknown> {
   get connection(): Connection.Connection<unknown> {
     return this
   }
+  /** Built on first use (logs, the hub's `broadcastFrom`) and kept. */
   get id(): string {
-    return `c${this.serial}`
+    return (this.idString ??= `c${this.serial}`)
   }
+  private idString: string | undefined = undefined
   get isOpen(): boolean {
-    return this.phase === enum_.open
+    return this.phase === phases.open
   }
   get bufferedAmount(): number {
     return this.transport.bufferedAmount
@@ -126,7 +128,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   /** A message from the peer. Pauses the socket when the mailbox is full. */
   receiveUnsafe(message: Message): void {
     this.lastIn = this.lastMessage = this.host.now
-    if (this.phase === enum_.closed || this.crashed) return
+    if (this.phase === phases.closed || this.crashed) return
     this.push(message)
     this.inboxBytes += message.length
     if (
@@ -138,7 +140,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     }
   }
 
-  /** Any inbound frame that is not a message (ping, pong, fragments). */
+  /** Any inbound frame that is not a message or a pong (the Node reactor reports pings). */
   activityUnsafe(): void {
     this.lastIn = this.host.now
   }
@@ -161,13 +163,13 @@ export class ActorImpl implements Connection.Connection<unknown> {
     if (this.closeReason === undefined) {
       this.closeReason = CloseReason.error(new ConnectionError.ConnectionError({ connectionId: this.id, reason }))
     }
-    if (this.phase === enum_.open) this.phase = enum_.closing
+    if (this.phase === phases.open) this.phase = phases.closing
   }
 
   /** The socket is closed; `code` is the peer's close code (1005 without one, 1006 if it dropped). */
   closedUnsafe(code: number, reason: string): void {
-    if (this.phase === enum_.closed) return
-    this.phase = enum_.closed
+    if (this.phase === phases.closed) return
+    this.phase = phases.closed
     if (this.closeReason === undefined) {
       this.closeReason = code === CloseCode.Abnormal ? CloseReason.lost : CloseReason.peer(code, reason)
     }
@@ -184,7 +186,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   send(message: Message): Effect.Effect<void> {
     return Effect.suspend(() => {
-      if (this.phase !== enum_.open) return Effect.void
+      if (this.phase !== phases.open) return Effect.void
       this.transport.send(message)
       this.lastOut = this.host.now
       return this.transport.bufferedAmount > this.settings.highWaterMark ? this.awaitDrain : Effect.void
@@ -194,7 +196,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   /** Suspends until the reactor reports a drain (or the socket closes). */
   private get awaitDrain(): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
-      if (this.phase === enum_.closed || this.transport.bufferedAmount <= this.settings.highWaterMark) {
+      if (this.phase === phases.closed || this.transport.bufferedAmount <= this.settings.highWaterMark) {
         resume(Effect.void)
         return
       }
@@ -205,7 +207,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   /** The hub's fan-out write: synchronous, never waits; false when the connection is not open. */
   sendPreparedUnsafe(prepared: PreparedMessage): boolean {
-    if (this.phase !== enum_.open) return false
+    if (this.phase !== phases.open) return false
     this.transport.sendPrepared(prepared)
     this.lastOut = this.host.now
     return true
@@ -222,7 +224,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   get ping(): Effect.Effect<void> {
     return Effect.sync(() => {
-      if (this.phase === enum_.open) this.transport.ping()
+      if (this.phase === phases.open) this.transport.ping()
     })
   }
 
@@ -241,7 +243,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   tell(info: unknown): Effect.Effect<void, ConnectionError.ConnectionError> {
     return Effect.suspend(() => {
-      if (this.phase === enum_.closed || this.crashed) return this.fail(new ConnectionError.NotOpen())
+      if (this.phase === phases.closed || this.crashed) return this.fail(new ConnectionError.NotOpen())
       if (!this.tellUnsafe(info)) {
         return this.fail(new ConnectionError.MailboxFull({ capacity: this.settings.mailboxCapacity }))
       }
@@ -250,7 +252,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   }
 
   tellUnsafe(info: unknown): boolean {
-    if (this.phase === enum_.closed || this.crashed || this.inbox.length >= this.settings.mailboxCapacity) return false
+    if (this.phase === phases.closed || this.crashed || this.inbox.length >= this.settings.mailboxCapacity) return false
     this.push({ _tag: "Info", value: info })
     return true
   }
@@ -263,8 +265,8 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   /** Sends a close frame once, remembering why; the sweeper enforces `closeTimeout`. */
   closeWith(code: number, reason: string, why: CloseReason.CloseReason): void {
-    if (this.phase !== enum_.open) return
-    this.phase = enum_.closing
+    if (this.phase !== phases.open) return
+    this.phase = phases.closing
     this.closeReason ??= why
     this.closeSentAt = this.host.now
     this.transport.close(code, reason)
@@ -272,7 +274,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   /** Destroys the socket now; the reactor reports the close. */
   terminate(why: CloseReason.CloseReason): void {
-    if (this.phase === enum_.closed) return
+    if (this.phase === phases.closed) return
     this.closeReason ??= why
     this.transport.terminate()
   }
@@ -283,14 +285,14 @@ export class ActorImpl implements Connection.Connection<unknown> {
    */
   checkTimers(now: number): number {
     const t = this.settings.timers
-    if (this.phase === enum_.closing) {
+    if (this.phase === phases.closing) {
       if (t.closeTimeout === 0 || this.closeSentAt < 0) return Number.POSITIVE_INFINITY
       const due = this.closeSentAt + t.closeTimeout
       if (now < due) return due
       this.transport.terminate()
       return Number.POSITIVE_INFINITY
     }
-    if (this.phase !== enum_.open) return Number.POSITIVE_INFINITY
+    if (this.phase !== phases.open) return Number.POSITIVE_INFINITY
     let next = Number.POSITIVE_INFINITY
     if (t.idleTimeout > 0) {
       const due = Math.max(this.lastMessage, this.lastOut) + t.idleTimeout
@@ -490,7 +492,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   private onFailure(cause: Cause.Cause<unknown>): Effect.Effect<void> {
     if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
-    if (this.phase === enum_.closed) {
+    if (this.phase === phases.closed) {
       // the failure came from onClose's turn or after the socket closed: log, then finish
       this.crashed = true
       return this.logCause("behavior failed", cause)
