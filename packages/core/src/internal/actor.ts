@@ -17,7 +17,7 @@ import type * as Connection from "../Connection.ts"
 import * as ConnectionError from "../ConnectionError.ts"
 import type * as Handshake from "../Handshake.ts"
 import type * as Keepalive from "../Keepalive.ts"
-import type { Message } from "../Message.ts"
+import { isMessage, type Message } from "../Message.ts"
 import type { PreparedMessage } from "../PreparedMessage.ts"
 import type { Transport } from "../Transport.ts"
 
@@ -424,7 +424,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   /** The effect for one signal, or undefined when there is nothing to run. */
   private handle(signal: Signal): Effect.Effect<void, unknown> | undefined {
     const h = this.handlers
-    if (typeof signal === "string" || signal instanceof Uint8Array) {
+    if (isMessage(signal)) {
       if (this.crashed || h.onMessage === undefined) return undefined
       return Effect.map(h.onMessage(this, signal, this.state), this.stateSetter)
     }

@@ -6,7 +6,7 @@
  * a close frame is answered unless the client is told not to, and
  * `terminate` drops the connection at once.
  */
-import type { Message, PreparedMessage, Supervisor, Transport } from "@switchboard/core"
+import { Message, type PreparedMessage, type Supervisor, type Transport } from "@switchboard/core"
 import * as Frame from "../Frame.ts"
 
 export interface Closed {
@@ -57,7 +57,7 @@ export class MemoryTransport implements Transport.Transport {
     this.paused = false
     while (!this.paused && this.held.length > 0 && this.closed === undefined) {
       const next = this.held.shift()!
-      if (typeof next === "string" || next instanceof Uint8Array) this.actor!.receiveUnsafe(next)
+      if (Message.isMessage(next)) this.actor!.receiveUnsafe(next)
       else this.readClose(next)
     }
   }
