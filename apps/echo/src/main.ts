@@ -7,7 +7,8 @@
  * Settings come from the environment (Effect `Config`):
  * PORT (8080), HOST (127.0.0.1), PING_AFTER ("60 seconds"),
  * CLOSE_AFTER_NO_PONG ("100 seconds"), IDLE_TIMEOUT (off),
- * MAX_MESSAGE_BYTES (16 MiB).
+ * MAX_MESSAGE_BYTES (1 MiB: the memory a server admits grows with it; the
+ * RFC 6455 conformance test sets 16 MiB), MAX_CONNECTIONS_PER_IP (64).
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Behavior } from "@switchboard/core"
@@ -26,7 +27,8 @@ const settings = Config.all({
   pingAfter: Config.Duration("PING_AFTER").pipe(Config.withDefault(Duration.seconds(60))),
   closeAfterNoPong: Config.Duration("CLOSE_AFTER_NO_PONG").pipe(Config.withDefault(Duration.seconds(100))),
   idleTimeout: Config.option(Config.Duration("IDLE_TIMEOUT")),
-  maxMessageBytes: Config.Int("MAX_MESSAGE_BYTES").pipe(Config.withDefault(16 * 1024 * 1024))
+  maxMessageBytes: Config.Int("MAX_MESSAGE_BYTES").pipe(Config.withDefault(1024 * 1024)),
+  maxConnectionsPerIp: Config.Int("MAX_CONNECTIONS_PER_IP").pipe(Config.withDefault(64))
 })
 
 // 3. The server layer.
@@ -37,7 +39,7 @@ const EchoServer = Layer.unwrap(
       `echo: port=${s.port} host=${s.host} pingAfter=${Duration.format(s.pingAfter)} ` +
         `closeAfterNoPong=${Duration.format(s.closeAfterNoPong)} ` +
         `idleTimeout=${Option.match(s.idleTimeout, { onNone: () => "off", onSome: Duration.format })} ` +
-        `maxMessageBytes=${s.maxMessageBytes}`
+        `maxMessageBytes=${s.maxMessageBytes} maxConnectionsPerIp=${s.maxConnectionsPerIp}`
     )
     return NodeServer.layer({
       port: s.port,
@@ -45,7 +47,8 @@ const EchoServer = Layer.unwrap(
       routes: { "/echo": Echo },
       keepalive: { pingAfter: s.pingAfter, closeAfterNoPong: s.closeAfterNoPong },
       idleTimeout: Option.getOrElse(s.idleTimeout, () => false as const),
-      maxMessageBytes: s.maxMessageBytes
+      maxMessageBytes: s.maxMessageBytes,
+      maxConnectionsPerIp: s.maxConnectionsPerIp
     })
   })
 )
