@@ -12,14 +12,28 @@
  *   Either way it is counted in the `switchboard_hub_slow_consumer_total`
  *   metric, and the memory it holds stays bounded.
  * - Messages of one publisher reach every subscriber in publish order.
- * - Subscriptions end with the connection (and with `unsubscribe`).
+ * - A connection holds at most one subscription per topic; `unsubscribe`
+ *   releases it, and the end of the connection releases all of them. The hub
+ *   keeps, per connection, the set of topics it is in and registers one
+ *   connection finalizer per (hub, connection), the first time: switching
+ *   rooms or re-joining costs no memory that outlives the subscriptions.
  * - `join` is `subscribe` with presence: the member's metadata is listed by
  *   `members`, and every other present member gets a `Presence` event
- *   (`Joined`/`Left`) in its `onInfo`.
+ *   (`Joined`/`Left`) in its `onInfo`. Presence work is one pass over the
+ *   topic's local subscribers per event.
+ * - Joining a topic again with equal metadata (Effect's `Equal.equals`:
+ *   plain objects and arrays compare by content, so metadata must not be
+ *   mutated once joined) is a no-op, with no presence event. With
+ *   other metadata the member is updated in place (same position in
+ *   `members`) and one `Joined` carrying the new metadata is published: a
+ *   `Joined` for a member already known is an update. `join` after
+ *   `subscribe` upgrades to a member with one `Joined`; `subscribe` after
+ *   `join` is a no-op and keeps the membership. Leaving (`unsubscribe` or
+ *   the end of the connection) announces one `Left`, once.
  *
  * @since 0.1.0
  */
-import { Context, Effect, Exit, Layer, Metric, Scope } from "effect"
+import { Context, Effect, Equal, Exit, Layer, Metric, Scope } from "effect"
 import * as Backplane from "./Backplane.ts"
 import type * as CloseCode from "./CloseCode.ts"
 import * as CloseReason from "./CloseReason.ts"
@@ -30,7 +44,8 @@ import * as PreparedMessage from "./PreparedMessage.ts"
 
 /**
  * A presence event, delivered to `onInfo` of the members that `join`ed a
- * topic when another member joins or leaves it (on any node).
+ * topic when another member joins or leaves it (on any node). A `Joined` for
+ * a member already present means it joined again with new metadata.
  *
  * @since 0.1.0
  * @category models
@@ -101,11 +116,13 @@ export class Hub extends Context.Service<
   {
     /** This hub's node id (unique per hub instance). */
     readonly node: string
-    /** Subscribes `conn` to `topic` until it unsubscribes or ends. Subscribing twice is a no-op. */
+    /** Subscribes `conn` to `topic` until it unsubscribes or ends. Subscribing twice (or after `join`) is a no-op. */
     readonly subscribe: (topic: string, conn: Connection<never>) => Effect.Effect<void, Backplane.BackplaneError>
     /**
      * Subscribes with presence: `meta` is listed by `members`, the room is
-     * told (`Joined`), and `conn` is told when others join or leave.
+     * told (`Joined`), and `conn` is told when others join or leave. Joining
+     * again with equal `meta` is a no-op; with other `meta` it updates the
+     * member and tells the room once (`Joined` with the new `meta`).
      */
     readonly join: (
       topic: string,
@@ -130,7 +147,8 @@ export class Hub extends Context.Service<
 >()("@switchboard/core/Hub") {}
 
 interface Subscription {
-  readonly member: Backplane.Member | undefined
+  /** Undefined for a plain subscriber; replaced when the member joins again with other metadata. */
+  member: Backplane.Member | undefined
 }
 
 interface Topic {
@@ -222,8 +240,15 @@ export const make = (options: Options = {}): Effect.Effect<Hub["Service"], never
         })
       })
 
+    /** The topics each connection is in, in this hub: its one record, gone with its last topic. */
+    const topicsOf = new Map<ActorImpl, Set<string>>()
+    /** Connections that carry this hub's finalizer; weak, so that it holds no connection alive. */
+    const finalized = new WeakSet<ActorImpl>()
+
     const leave = (name: string, actor: ActorImpl): Effect.Effect<void, Backplane.BackplaneError> =>
       Effect.suspend(() => {
+        const names = topicsOf.get(actor)
+        if (names?.delete(name) && names.size === 0) topicsOf.delete(actor)
         const topic = topics.get(name)
         const subscription = topic?.subscribers.get(actor)
         if (topic === undefined || subscription === undefined) return Effect.void
@@ -237,12 +262,49 @@ export const make = (options: Options = {}): Effect.Effect<Hub["Service"], never
         return Effect.andThen(announced, Scope.close(topic.scope, Exit.void))
       })
 
+    /** The connection ended: leave every topic it is still in (none after its last `unsubscribe`). */
+    const leaveAll = (actor: ActorImpl): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const names = topicsOf.get(actor)
+        if (names === undefined) return Effect.void
+        return Effect.forEach([...names], (name) => Effect.ignore(leave(name, actor)), { discard: true })
+      })
+
+    /**
+     * Records `name` for `actor`. The connection's finalizers cannot be
+     * removed, so the hub adds one per connection, once, and it reads the
+     * record when it runs: re-subscribing adds nothing to the connection.
+     */
+    const track = (name: string, actor: ActorImpl): Effect.Effect<void> => {
+      let names = topicsOf.get(actor)
+      if (names === undefined) topicsOf.set(actor, (names = new Set()))
+      names.add(name)
+      if (finalized.has(actor)) return Effect.void
+      finalized.add(actor)
+      return actor.addFinalizer(leaveAll(actor))
+    }
+
     const add = (name: string, actor: ActorImpl, member: Backplane.Member | undefined) =>
       Effect.gen(function* () {
+        if (!actor.isOpen) return
         const topic = yield* topicFor(name)
-        if (topic.subscribers.has(actor) || !actor.isOpen) return
-        topic.subscribers.set(actor, { member })
-        yield* actor.addFinalizer(Effect.ignore(leave(name, actor)))
+        const existing = topic.subscribers.get(actor)
+        if (existing !== undefined) {
+          // subscribe after join keeps the membership; join again with equal meta changes nothing
+          if (member === undefined) return
+          if (existing.member !== undefined && Equal.equals(existing.member.meta, member.meta)) return
+          existing.member = member
+        } else if (!actor.isOpen) {
+          // it closed while the topic was being subscribed: release a topic made for it alone
+          if (topic.subscribers.size === 0 && topics.get(name) === topic) {
+            topics.delete(name)
+            yield* Scope.close(topic.scope, Exit.void)
+          }
+          return
+        } else {
+          topic.subscribers.set(actor, { member })
+          yield* track(name, actor)
+        }
         if (member !== undefined) yield* backplane.publish({ _tag: "Joined", topic: name, origin: node, member })
       })
 

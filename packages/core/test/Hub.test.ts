@@ -59,6 +59,33 @@ const nextMessage = (client: TestClient.TestClient<Hub.Presence | string>) =>
     }
   })
 
+interface Heard {
+  readonly to: string
+  readonly event: Hub.Presence
+}
+
+/** A connection that only records the presence events it is told, in `log`. */
+const Listener = (log: Array<Heard>) =>
+  Behavior.make({
+    onInfo: (conn: Connection.Connection<Hub.Presence>, event: Hub.Presence) =>
+      Effect.sync(() => {
+        log.push({ to: conn.id, event })
+      })
+  })
+
+const heardBy = (log: ReadonlyArray<Heard>, conn: Connection.Connection<never>) =>
+  log.filter((heard) => heard.to === conn.id).map((heard) => `${heard.event._tag}:${heard.event.member.id}`)
+
+/**
+ * The length of the connection's finalizer list. It is private to the actor
+ * and read here on purpose: the hub must add one finalizer per connection,
+ * not one per subscription. A renamed field reads as 0, failing the tests.
+ */
+const finalizerCount = (conn: Connection.Connection<never>): number => {
+  const list: unknown = Reflect.get(conn, "finalizers")
+  return Array.isArray(list) ? list.length : 0
+}
+
 describe("Hub", () => {
   it.effect("delivers a broadcast to every subscriber, and broadcastFrom to all but the sender", () =>
     Effect.gen(function* () {
@@ -180,5 +207,154 @@ describe("Hub", () => {
       expect(yield* nextMessage(onA)).toBe("back to all")
       expect(yield* nextMessage(onB)).toBe("back to all")
     }).pipe(Effect.provide(Backplane.layerMemory))
+  )
+
+  it.effect("ignores a re-join with equal metadata, and tells the room once when the metadata changes", () =>
+    Effect.gen(function* () {
+      const hub = yield* Hub.Hub
+      const log: Array<Heard> = []
+      const members = yield* Effect.all(Array.from({ length: 300 }, () => TestClient.connect(Listener(log), noTimers)))
+      for (const [i, member] of members.entries()) yield* hub.join("room", member.connection, { nick: `m${i}` })
+      const rejoiner = yield* TestClient.connect(Listener(log), noTimers)
+      yield* hub.join("room", rejoiner.connection, { nick: "r" })
+      // the k-th member to join is announced to the k before it
+      yield* settle(Effect.sync(() => log.length === (300 * 301) / 2))
+      log.length = 0
+      for (let i = 0; i < 10_000; i++) yield* hub.join("room", rejoiner.connection, { nick: "r" })
+      expect(finalizerCount(rejoiner.connection)).toBe(1)
+      expect((yield* hub.members("room")).length).toBe(301)
+      // new metadata: one Joined for each other member, queued behind anything the re-joins caused
+      yield* hub.join("room", rejoiner.connection, { nick: "r2" })
+      yield* settle(Effect.sync(() => log.length >= 300))
+      for (let i = 0; i < 10; i++) yield* Effect.yieldNow
+      expect(log.length).toBe(300)
+      expect(new Set(log.map((heard) => heard.to)).size).toBe(300)
+      for (const { event } of log) {
+        expect(event).toEqual({
+          _tag: "Joined",
+          topic: "room",
+          member: { id: rejoiner.connection.id, node: hub.node, meta: { nick: "r2" } }
+        })
+      }
+      const listed = yield* hub.members("room")
+      expect(listed.length).toBe(301)
+      expect(listed.at(-1)?.meta).toEqual({ nick: "r2" })
+      expect(finalizerCount(rejoiner.connection)).toBe(1)
+    }).pipe(Effect.provide(HubLive()))
+  )
+
+  it.effect(
+    "switches a connection between two rooms for one Left and one Joined per switch, holding one finalizer",
+    () =>
+      Effect.gen(function* () {
+        const hub = yield* Hub.Hub
+        const log: Array<Heard> = []
+        const roomy = { ...noTimers, mailboxCapacity: 20_000 }
+        const inA = yield* Effect.all(Array.from({ length: 3 }, () => TestClient.connect(Listener(log), roomy)))
+        const inB = yield* Effect.all(Array.from({ length: 2 }, () => TestClient.connect(Listener(log), roomy)))
+        for (const member of inA) yield* hub.join("a", member.connection, { nick: "a" })
+        for (const member of inB) yield* hub.join("b", member.connection, { nick: "b" })
+        const switcher = yield* TestClient.connect(Listener(log), roomy)
+        yield* hub.join("a", switcher.connection, { nick: "s" })
+        yield* settle(Effect.sync(() => log.length === 3 + 3 + 1))
+        log.length = 0
+        for (let i = 0; i < 10_000; i++) {
+          const [from, to] = i % 2 === 0 ? ["a", "b"] : ["b", "a"]
+          yield* hub.unsubscribe(from, switcher.connection)
+          yield* hub.join(to, switcher.connection, { nick: "s" })
+        }
+        yield* settle(Effect.sync(() => log.length >= 5 * 10_000))
+        for (let i = 0; i < 10; i++) yield* Effect.yieldNow
+        expect(log.length).toBe(5 * 10_000)
+        const id = switcher.connection.id
+        for (const member of inA) {
+          const heard = heardBy(log, member.connection)
+          expect(heard.length).toBe(10_000)
+          // each switch away is a Left, each switch back a Joined, alternating
+          expect(heard.every((h, i) => h === (i % 2 === 0 ? `Left:${id}` : `Joined:${id}`))).toBe(true)
+        }
+        for (const member of inB) {
+          const heard = heardBy(log, member.connection)
+          expect(heard.length).toBe(10_000)
+          expect(heard.every((h, i) => h === (i % 2 === 0 ? `Joined:${id}` : `Left:${id}`))).toBe(true)
+        }
+        expect(heardBy(log, switcher.connection)).toEqual([])
+        expect((yield* hub.members("a")).map((m) => m.id)).toEqual([...inA.map((c) => c.connection.id), id])
+        expect((yield* hub.members("b")).map((m) => m.id)).toEqual(inB.map((c) => c.connection.id))
+        expect([...(yield* hub.topics)].sort()).toEqual(["a", "b"])
+        expect(finalizerCount(switcher.connection)).toBe(1)
+      }).pipe(Effect.provide(HubLive()))
+  )
+
+  it.effect("announces one Left for a member that unsubscribed and then closed, and keeps nothing of it", () =>
+    Effect.gen(function* () {
+      const hub = yield* Hub.Hub
+      const log: Array<Heard> = []
+      const stay = yield* TestClient.connect(Listener(log), noTimers)
+      const leaver = yield* TestClient.connect(Listener(log), noTimers)
+      yield* hub.join("room", stay.connection, { nick: "stay" })
+      yield* hub.join("room", leaver.connection, { nick: "leaver" })
+      yield* hub.subscribe("feed", leaver.connection)
+      yield* hub.unsubscribe("room", leaver.connection)
+      yield* hub.unsubscribe("feed", leaver.connection)
+      yield* hub.unsubscribe("feed", leaver.connection)
+      expect(yield* hub.topics).toEqual(["room"])
+      expect(finalizerCount(leaver.connection)).toBe(1)
+      yield* leaver.close()
+      yield* leaver.finished
+      // a later join is queued behind any Left the close could have caused
+      const late = yield* TestClient.connect(Listener(log), noTimers)
+      yield* hub.join("room", late.connection, { nick: "late" })
+      yield* settle(Effect.sync(() => heardBy(log, stay.connection).length >= 3))
+      const id = leaver.connection.id
+      expect(heardBy(log, stay.connection)).toEqual([`Joined:${id}`, `Left:${id}`, `Joined:${late.connection.id}`])
+      for (const client of [stay, late]) {
+        yield* client.close()
+        yield* client.finished
+      }
+      expect(yield* hub.topics).toEqual([])
+      expect(yield* hub.members("room")).toEqual([])
+    }).pipe(Effect.provide(HubLive()))
+  )
+
+  it.effect("holds one finalizer for a connection that subscribes and unsubscribes 100,000 times", () =>
+    Effect.gen(function* () {
+      const hub = yield* Hub.Hub
+      const client = yield* TestClient.connect(Sub, noTimers)
+      yield* settle(Effect.map(hub.topics, (topics) => topics.includes("feed")))
+      yield* hub.unsubscribe("feed", client.connection)
+      for (let i = 0; i < 100_000; i++) {
+        yield* hub.subscribe("feed", client.connection)
+        yield* hub.unsubscribe("feed", client.connection)
+      }
+      expect(finalizerCount(client.connection)).toBe(1)
+      expect(yield* hub.topics).toEqual([])
+      yield* hub.subscribe("feed", client.connection)
+      yield* client.close()
+      yield* client.finished
+      expect(yield* hub.topics).toEqual([])
+    }).pipe(Effect.provide(HubLive()))
+  )
+
+  it.effect("upgrades a subscriber that joins to a member with one Joined, and keeps a member that subscribes", () =>
+    Effect.gen(function* () {
+      const hub = yield* Hub.Hub
+      const log: Array<Heard> = []
+      const peer = yield* TestClient.connect(Listener(log), noTimers)
+      const conn = yield* TestClient.connect(Listener(log), noTimers)
+      yield* hub.join("room", peer.connection, { nick: "peer" })
+      yield* hub.subscribe("room", conn.connection)
+      expect((yield* hub.members("room")).length).toBe(1)
+      yield* hub.join("room", conn.connection, { nick: "conn" })
+      yield* hub.subscribe("room", conn.connection)
+      expect((yield* hub.members("room")).map((m) => m.meta)).toEqual([{ nick: "peer" }, { nick: "conn" }])
+      yield* hub.unsubscribe("room", conn.connection)
+      yield* settle(Effect.sync(() => log.length >= 2))
+      for (let i = 0; i < 10; i++) yield* Effect.yieldNow
+      const id = conn.connection.id
+      expect(heardBy(log, peer.connection)).toEqual([`Joined:${id}`, `Left:${id}`])
+      expect(heardBy(log, conn.connection)).toEqual([])
+      expect(finalizerCount(conn.connection)).toBe(1)
+    }).pipe(Effect.provide(HubLive()))
   )
 })
