@@ -9,7 +9,7 @@
  * | `Local`    | the behaviour called `conn.close(code, reason)`                      | that code            |
  * | `Shutdown` | the server is shutting down                                          | 1001                 |
  * | `Timeout`  | a lifecycle timer fired (`keepalive`, `idle`)                        | 1006 / 1000          |
- * | `Error`    | the peer broke the protocol or a limit (`ConnectionError` reason)    | 1002 / 1007 / 1009   |
+ * | `Error`    | the peer broke the protocol or a limit (`ConnectionError` reason)    | 1002 / 1007 / 1008 / 1009 |
  * | `Crash`    | a behaviour callback failed or died                                  | 1011                 |
  * | `Lost`     | the TCP connection dropped without a close frame                     | —                    |
  *

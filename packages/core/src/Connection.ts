@@ -10,6 +10,7 @@ import type { Effect } from "effect"
 import type { ConnectionError } from "./ConnectionError.ts"
 import type * as Keepalive from "./Keepalive.ts"
 import type { Message } from "./Message.ts"
+import type * as RateLimit from "./RateLimit.ts"
 
 /**
  * The HTTP upgrade request a connection was opened with.
@@ -113,6 +114,11 @@ export interface Options extends Keepalive.Options {
    * connection with 1009 (reason `Error` with `MessageTooLarge`). Default 1 MiB.
    */
   readonly maxMessageBytes?: number
+  /**
+   * An inbound rate limit per connection (see `RateLimit`); `false` turns
+   * the server's off for a route. Default: off.
+   */
+  readonly rateLimit?: RateLimit.Options | false
 }
 
 /**

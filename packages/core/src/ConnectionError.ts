@@ -85,6 +85,18 @@ export class InvalidClose extends Data.TaggedError("InvalidClose")<{
 }> {}
 
 /**
+ * The peer sent faster than its route's `rateLimit` allows, whose policy is
+ * `"close"`. Closes with 1008.
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class RateLimited extends Data.TaggedError("RateLimited")<{
+  /** What was exceeded, e.g. `"20 messages/s (burst 40)"`. */
+  readonly limit: string
+}> {}
+
+/**
  * Every reason a `ConnectionError` can carry.
  *
  * @since 0.1.0
@@ -98,6 +110,7 @@ export type Reason =
   | MailboxFull
   | NotOpen
   | InvalidClose
+  | RateLimited
 
 /**
  * The error of a connection operation or of the connection itself.
@@ -146,5 +159,7 @@ export const closeCodeOf = (reason: Reason): number => {
       return CloseCode.Abnormal
     case "MailboxFull":
       return CloseCode.TryAgainLater
+    case "RateLimited":
+      return CloseCode.PolicyViolation
   }
 }

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Effect, Fiber, type Scope } from "effect"
+import { Clock, type Context, Effect, Fiber, type Scope } from "effect"
 import type * as Behavior from "./Behavior.ts"
 import * as CloseCode from "./CloseCode.ts"
 import * as CloseReason from "./CloseReason.ts"
@@ -21,6 +21,7 @@ import type * as Handshake from "./Handshake.ts"
 import { ActorImpl, type Host, type RouteSettings } from "./internal/actor.ts"
 import * as Keepalive from "./Keepalive.ts"
 import type { Message } from "./Message.ts"
+import * as RateLimit from "./RateLimit.ts"
 import type { Transport } from "./Transport.ts"
 
 /**
@@ -92,7 +93,8 @@ export const route = <R>(
       mailboxCapacity,
       highWaterMark,
       maxMessageBytes,
-      timers: Keepalive.resolve(options, Keepalive.resolve(base))
+      timers: Keepalive.resolve(options, Keepalive.resolve(base)),
+      rateLimit: RateLimit.resolve(options?.rateLimit, RateLimit.resolve(base?.rateLimit))
     }
   }
 }
@@ -182,6 +184,8 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
     const exact = options.exactTimers === true
     const host: Host = {
       now: clock.currentTimeMillisUnsafe(),
+      time: () => clock.currentTimeMillisUnsafe(),
+      context: context as Context.Context<never>,
       fork: (effect) => runFork(effect),
       remove: (actor) => {
         actors.delete(actor)

@@ -30,6 +30,8 @@ export * as Message from "./Message.ts"
 /** @since 0.1.0 */
 export * as PreparedMessage from "./PreparedMessage.ts"
 /** @since 0.1.0 */
+export * as RateLimit from "./RateLimit.ts"
+/** @since 0.1.0 */
 export * as Supervisor from "./Supervisor.ts"
 /** @since 0.1.0 */
 export * as Transport from "./Transport.ts"

@@ -9,7 +9,7 @@
  * and ends when the mailbox is empty. So an idle connection costs this record
  * and its socket, nothing else (see docs/adr/0001-hibernating-actors.md).
  */
-import { Cause, Effect, type Exit, type Fiber } from "effect"
+import { Cause, type Context, Effect, type Exit, type Fiber, Metric } from "effect"
 import * as Behavior from "../Behavior.ts"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
@@ -19,12 +19,18 @@ import type * as Handshake from "../Handshake.ts"
 import type * as Keepalive from "../Keepalive.ts"
 import { isMessage, type Message } from "../Message.ts"
 import type { PreparedMessage } from "../PreparedMessage.ts"
+import * as RateLimit from "../RateLimit.ts"
 import type { Transport } from "../Transport.ts"
+import { TokenBucket } from "./tokenBucket.ts"
 
 /** What an actor shares with its siblings: the supervisor's side. */
 export interface Host {
   /** The sweeper's last reading of the Clock, in ms. */
   now: number
+  /** The Clock's time now (a rate limit needs it exact). */
+  readonly time: () => number
+  /** The server's services, for metrics. */
+  readonly context: Context.Context<never>
   readonly fork: <A, E>(effect: Effect.Effect<A, E, never>) => Fiber.Fiber<A, E>
   readonly remove: (actor: ActorImpl) => void
 }
@@ -35,6 +41,7 @@ export interface RouteSettings {
   readonly highWaterMark: number
   readonly maxMessageBytes: number
   readonly timers: Keepalive.Resolved
+  readonly rateLimit: RateLimit.Resolved | undefined
 }
 
 interface Info {
@@ -51,6 +58,17 @@ const phases = { open: 0, closing: 1, closed: 2 } as const
 type Phase = (typeof phases)[keyof typeof phases]
 
 const encoder = new TextEncoder()
+const drops = Metric.withAttributes(RateLimit.rateLimitedTotal, { policy: "drop" })
+const closes = Metric.withAttributes(RateLimit.rateLimitedTotal, { policy: "close" })
+const describe = (limit: RateLimit.Resolved): string =>
+  [
+    Number.isFinite(limit.messagesPerMs)
+      ? `${limit.messagesPerMs * 1000} messages/s (burst ${limit.burstMessages})`
+      : "",
+    Number.isFinite(limit.bytesPerMs) ? `${limit.bytesPerMs * 1000} bytes/s (burst ${limit.burstBytes})` : ""
+  ]
+    .filter((part) => part !== "")
+    .join(", ")
 let nextId = 0
 
 export class ActorImpl implements Connection.Connection<unknown> {
@@ -76,6 +94,8 @@ export class ActorImpl implements Connection.Connection<unknown> {
   private paused = false
   private drainWaiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
   fiber: Fiber.Fiber<void, never> | undefined = undefined
+  /** The route's rate limit state; undefined on routes without one. */
+  private readonly bucket: TokenBucket | undefined
   // the supervisor runs every fiber with the server's services, so R is provided
   private readonly handlers: Behavior.Handlers<unknown, unknown, unknown, never>
   readonly host: Host
@@ -99,6 +119,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.auth = auth
     this.handlers = Behavior.handlersOf(behavior) as Behavior.Handlers<unknown, unknown, unknown, never>
     this.lastIn = this.lastMessage = this.lastOut = host.now
+    this.bucket = settings.rateLimit === undefined ? undefined : new TokenBucket(settings.rateLimit, host.time())
     if (this.handlers.init !== undefined) this.push(Open)
   }
 
@@ -129,6 +150,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   receiveUnsafe(message: Message): void {
     this.lastIn = this.lastMessage = this.host.now
     if (this.phase === phases.closed || this.crashed) return
+    if (this.bucket !== undefined && !this.admit(this.bucket, message)) return
     this.push(message)
     this.inboxBytes += message.length
     if (
@@ -138,6 +160,34 @@ export class ActorImpl implements Connection.Connection<unknown> {
       this.paused = true
       this.transport.pause()
     }
+  }
+
+  /** Applies the rate limit to `message`: false when it is refused (dropped, or the connection closed). */
+  private admit(bucket: TokenBucket, message: Message): boolean {
+    const limit = bucket.limit
+    if (limit.onExceed === "close" && this.phase !== phases.open) return false
+    if (bucket.take(this.host.time(), message.length)) {
+      bucket.refusing = false
+      return true
+    }
+    const first = !bucket.refusing
+    bucket.refusing = true
+    if (limit.onExceed === "drop") {
+      drops.updateUnsafe(1, this.host.context)
+      if (first && limit.notice !== undefined && this.phase === phases.open) {
+        this.transport.send(limit.notice)
+        this.lastOut = this.host.now
+      }
+      return false
+    }
+    closes.updateUnsafe(1, this.host.context)
+    const reason = new ConnectionError.RateLimited({ limit: describe(limit) })
+    this.closeWith(
+      CloseCode.PolicyViolation,
+      "rate limit exceeded",
+      CloseReason.error(new ConnectionError.ConnectionError({ connectionId: this.id, reason }))
+    )
+    return false
   }
 
   /** Any inbound frame that is not a message or a pong (the Node reactor reports pings). */
