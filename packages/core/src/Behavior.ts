@@ -34,7 +34,13 @@ export interface Handlers<S, I, E, R> {
   readonly onClose?: (conn: Connection<I>, reason: CloseReason, state: S) => Effect.Effect<void, E, R>
 }
 
-const TypeId = "~@switchboard/core/Behavior"
+/**
+ * The key under which `make` keeps a behaviour's callbacks.
+ *
+ * @since 0.1.0
+ * @category symbols
+ */
+export const TypeId = "~@switchboard/core/Behavior"
 
 /**
  * A behaviour: what a route runs for each connection. The state type is
@@ -78,21 +84,3 @@ export interface Behavior<in I = never, out R = never> {
  */
 export const make = <S = void, I = never, E = never, R = never>(handlers: Handlers<S, I, E, R>): Behavior<I, R> =>
   ({ [TypeId]: handlers }) as unknown as Behavior<I, R>
-
-/**
- * The callbacks behind a behaviour, for the actor runtime.
- *
- * @since 0.1.0
- * @category internal
- */
-export const handlersOf = <I, R>(behavior: Behavior<I, R>): Handlers<unknown, I, unknown, R> =>
-  (behavior as unknown as { readonly [TypeId]: Handlers<unknown, I, unknown, R> })[TypeId]
-
-/**
- * True for a value made by `make`.
- *
- * @since 0.1.0
- * @category guards
- */
-export const isBehavior = (u: unknown): u is Behavior<unknown, unknown> =>
-  typeof u === "object" && u !== null && TypeId in u

@@ -11,6 +11,7 @@
  *
  * @since 0.1.0
  */
+import { byteLength } from "./Message.ts"
 
 /** Normal closure. @since 0.1.0 @category codes */
 export const Normal = 1000
@@ -50,3 +51,20 @@ export const TryAgainLater = 1013
 export const isSendable = (code: number): boolean =>
   Number.isInteger(code) &&
   ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999))
+
+/**
+ * The longest close reason, in bytes of UTF-8: a control frame carries at
+ * most 125 bytes, two of which are the code (RFC 6455 §5.5).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxReasonBytes = 123
+
+/**
+ * True when `reason` fits in a close frame (`maxReasonBytes` of UTF-8).
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isSendableReason = (reason: string): boolean => byteLength(reason) <= maxReasonBytes

@@ -88,25 +88,9 @@ export const framedTotal = Metric.counter("switchboard_hub_framed_total", {
 })
 
 /**
- * The hub service.
- *
- * @example
- * ```ts
- * import { Effect } from "effect"
- * import { Behavior, Hub } from "@switchboard/core"
- *
- * // every message goes to everyone else in the lobby
- * const Lobby = Behavior.make({
- *   init: (conn) => Effect.gen(function*() {
- *     const hub = yield* Hub.Hub
- *     yield* hub.subscribe("lobby", conn)
- *   }),
- *   onMessage: (conn, message) => Effect.gen(function*() {
- *     const hub = yield* Hub.Hub
- *     yield* hub.broadcastFrom("lobby", conn, message)
- *   })
- * })
- * ```
+ * The hub service. Behaviours usually reach it through the module's
+ * accessors (`Hub.subscribe`, `Hub.broadcast`, …); `yield* Hub.Hub` gives
+ * the service itself, with its `node` id.
  *
  * @since 0.1.0
  * @category services
@@ -333,6 +317,80 @@ export const make = (options: Options = {}): Effect.Effect<Hub["Service"], never
       topics: Effect.sync(() => [...topics.keys()])
     })
   })
+
+/**
+ * Subscribes `conn` to `topic` through the current `Hub` (see `Hub.subscribe`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Behavior, Hub } from "@switchboard/core"
+ *
+ * // every message goes to everyone else in the lobby
+ * const Lobby = Behavior.make({
+ *   init: (conn) => Hub.subscribe("lobby", conn),
+ *   onMessage: (conn, message) => Hub.broadcastFrom("lobby", conn, message)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const subscribe = (topic: string, conn: Connection<never>): Effect.Effect<void, Backplane.BackplaneError, Hub> =>
+  Hub.use((hub) => hub.subscribe(topic, conn))
+
+/**
+ * Joins `topic` with presence through the current `Hub` (see `Hub.join`).
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const join = (
+  topic: string,
+  conn: Connection<Presence>,
+  meta?: unknown
+): Effect.Effect<void, Backplane.BackplaneError, Hub> => Hub.use((hub) => hub.join(topic, conn, meta))
+
+/**
+ * Ends `conn`'s subscription to `topic` through the current `Hub`.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const unsubscribe = (
+  topic: string,
+  conn: Connection<never>
+): Effect.Effect<void, Backplane.BackplaneError, Hub> => Hub.use((hub) => hub.unsubscribe(topic, conn))
+
+/**
+ * Sends `message` to every subscriber of `topic` through the current `Hub`.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const broadcast = (topic: string, message: Message): Effect.Effect<void, Backplane.BackplaneError, Hub> =>
+  Hub.use((hub) => hub.broadcast(topic, message))
+
+/**
+ * Sends `message` to every subscriber of `topic` but `sender`, through the current `Hub`.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const broadcastFrom = (
+  topic: string,
+  sender: Connection<never>,
+  message: Message
+): Effect.Effect<void, Backplane.BackplaneError, Hub> => Hub.use((hub) => hub.broadcastFrom(topic, sender, message))
+
+/**
+ * The members of `topic` on this node, through the current `Hub`.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const members = (topic: string): Effect.Effect<ReadonlyArray<Backplane.Member>, never, Hub> =>
+  Hub.use((hub) => hub.members(topic))
 
 /**
  * The hub as a layer, on the `Backplane` it is given.

@@ -15,7 +15,8 @@
  *
  * @since 0.1.0
  */
-import { Duration } from "effect"
+import type { Duration } from "effect"
+import { durationMillis } from "./internal/settings.ts"
 
 /**
  * Timer settings; every timer can be turned off with `false`.
@@ -80,24 +81,6 @@ export const defaults: Resolved = {
   closeAfterNoPong: 100_000,
   idleTimeout: 0,
   closeTimeout: 5_000
-}
-
-/**
- * A setting's duration in milliseconds: `fallback` when absent, 0 for
- * `false` (off). Throws a `RangeError` naming the setting for anything that
- * is not a positive, finite duration; layers turn it into a typed error.
- *
- * @since 0.1.0
- * @category utils
- */
-export const durationMillis = (input: Duration.Input | false | undefined, fallback: number, name: string): number => {
-  if (input === undefined) return fallback
-  if (input === false) return 0
-  const duration = Duration.fromInput(input)
-  if (duration._tag === "None") throw new RangeError(`${name}: not a duration: ${String(input)}`)
-  const ms = Duration.toMillis(duration.value)
-  if (!(ms > 0) || !Number.isFinite(ms)) throw new RangeError(`${name}: must be a positive, finite duration`)
-  return ms
 }
 
 /**

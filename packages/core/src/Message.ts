@@ -52,14 +52,29 @@ export const isBinary = (message: Message): message is Uint8Array => typeof mess
  */
 export const isMessage = (value: unknown): value is Message => typeof value === "string" || value instanceof Uint8Array
 
-const encoder = new TextEncoder()
-
 /**
  * The number of bytes a message occupies on the wire (payload only): the
- * UTF-8 length of a text message, the byte length of a binary one.
+ * UTF-8 length of a text message (counted, not encoded), the byte length of
+ * a binary one. The one UTF-8 length helper of Switchboard.
  *
  * @since 0.1.0
  * @category utils
  */
-export const byteLength = (message: Message): number =>
-  typeof message === "string" ? encoder.encode(message).byteLength : message.byteLength
+export const byteLength = (message: Message): number => {
+  if (typeof message !== "string") return message.byteLength
+  let bytes = message.length
+  for (let i = 0; i < message.length; i++) {
+    const c = message.charCodeAt(i)
+    if (c < 0x80) continue
+    if (c < 0x800) bytes += 1
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < message.length) {
+      const next = message.charCodeAt(i + 1)
+      // a surrogate pair: 4 bytes for 2 code units
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 2
+        i++
+      } else bytes += 2
+    } else bytes += 2
+  }
+  return bytes
+}

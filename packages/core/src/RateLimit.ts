@@ -40,6 +40,7 @@
  * @since 0.1.0
  */
 import { Metric } from "effect"
+import { positiveNumber } from "./internal/settings.ts"
 import type { Message } from "./Message.ts"
 
 /**
@@ -92,12 +93,6 @@ export const rateLimitedTotal = Metric.counter("switchboard_rate_limited_total",
   incremental: true
 })
 
-const positive = (value: number | undefined, name: string): number | undefined => {
-  if (value === undefined) return undefined
-  if (!(value > 0) || !Number.isFinite(value)) throw new RangeError(`${name}: must be a positive number, got ${value}`)
-  return value
-}
-
 /**
  * Resolves a route's rate limit over the server's (`false` turns a server's
  * limit off for a route). Throws a `RangeError` naming the bad field.
@@ -111,13 +106,13 @@ export const resolve = (
 ): Resolved | undefined => {
   if (options === undefined) return base
   if (options === false) return undefined
-  const messages = positive(options.messagesPerSecond, "rateLimit.messagesPerSecond")
-  const bytes = positive(options.bytesPerSecond, "rateLimit.bytesPerSecond")
+  const messages = positiveNumber(options.messagesPerSecond, "rateLimit.messagesPerSecond")
+  const bytes = positiveNumber(options.bytesPerSecond, "rateLimit.bytesPerSecond")
   if (messages === undefined && bytes === undefined) {
     throw new RangeError("rateLimit: needs messagesPerSecond or bytesPerSecond")
   }
-  const burstMessages = positive(options.burstMessages, "rateLimit.burstMessages") ?? Math.max(1, messages ?? 0)
-  const burstBytes = positive(options.burstBytes, "rateLimit.burstBytes") ?? Math.max(1, bytes ?? 0)
+  const burstMessages = positiveNumber(options.burstMessages, "rateLimit.burstMessages") ?? Math.max(1, messages ?? 0)
+  const burstBytes = positiveNumber(options.burstBytes, "rateLimit.burstBytes") ?? Math.max(1, bytes ?? 0)
   const onExceed = options.onExceed ?? "close"
   if (onExceed !== "close" && onExceed !== "drop") {
     throw new RangeError(`rateLimit.onExceed: must be "close" or "drop", got ${String(onExceed)}`)

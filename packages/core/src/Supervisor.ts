@@ -5,9 +5,10 @@
  * closes them all with 1001, waits for the close handshakes, then terminates
  * what is left. Nothing it started survives its scope.
  *
- * This is the inbound half of the reactor–actor boundary: a reactor calls
- * `accept` with a `Transport` for the new socket and then feeds the returned
- * `Actor` with the socket's events.
+ * A reactor calls `accept` with a `Reactor.Transport` for the new socket and
+ * then feeds the returned `Reactor.Actor` with the socket's events (see
+ * `Reactor` for the whole contract); `Admission.make` makes the supervisor of
+ * a server.
  *
  * @since 0.1.0
  */
@@ -15,89 +16,11 @@ import { Clock, type Context, Effect, Fiber, type Scope } from "effect"
 import type * as Behavior from "./Behavior.ts"
 import * as CloseCode from "./CloseCode.ts"
 import * as CloseReason from "./CloseReason.ts"
-import * as Connection from "./Connection.ts"
-import type * as ConnectionError from "./ConnectionError.ts"
+import type * as Connection from "./Connection.ts"
 import type * as Handshake from "./Handshake.ts"
-import { ActorImpl, type Host, type RouteSettings } from "./internal/actor.ts"
-import * as Keepalive from "./Keepalive.ts"
-import type { Message } from "./Message.ts"
-import * as RateLimit from "./RateLimit.ts"
-import type { Transport } from "./Transport.ts"
-
-/**
- * The reactor's handle on an actor: one method per socket event. All are
- * synchronous and cheap; none throws.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Actor {
-  /** The route's `maxMessageBytes`, for the reactor's frame parser. */
-  readonly maxMessageBytes: number
-  /** Resolves once the actor has run `onClose` and left the supervisor. */
-  readonly finished: Effect.Effect<void>
-  /** The connection as its behaviour sees it. */
-  readonly connection: Connection.Connection<unknown>
-  /** A complete message from the peer. The actor pauses the transport when its mailbox is full. */
-  receiveUnsafe(message: Message): void
-  /** Any other inbound frame (the Node reactor reports pings): counts as activity for keepalive. */
-  activityUnsafe(): void
-  /** A pong from the peer. */
-  pongUnsafe(): void
-  /** The transport's outbound buffer drained. */
-  drainUnsafe(): void
-  /** The peer broke the protocol or a limit; a close follows. */
-  failedUnsafe(reason: ConnectionError.Reason): void
-  /** The socket closed: the peer's close code (1005 without one, 1006 if it dropped) and reason. */
-  closedUnsafe(code: number, reason: string): void
-}
-
-/**
- * A behaviour with its resolved per-route settings.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Route<R> {
-  readonly behavior: Behavior.Behavior<never, R>
-  readonly settings: RouteSettings
-}
-
-/**
- * Resolves a route's options over the server's. Throws a `RangeError` naming
- * the bad setting; servers call it while building their layer.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const route = <R>(
-  behavior: Behavior.Behavior<never, R>,
-  options: Connection.Options | undefined,
-  base?: Connection.Options
-): Route<R> => {
-  const mailboxCapacity = options?.mailboxCapacity ?? base?.mailboxCapacity ?? Connection.defaultMailboxCapacity
-  const highWaterMark = options?.highWaterMark ?? base?.highWaterMark ?? Connection.defaultHighWaterMark
-  const maxMessageBytes = options?.maxMessageBytes ?? base?.maxMessageBytes ?? Connection.defaultMaxMessageBytes
-  if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1) {
-    throw new RangeError(`maxMessageBytes: must be a positive integer, got ${maxMessageBytes}`)
-  }
-  if (!Number.isInteger(mailboxCapacity) || mailboxCapacity < 1) {
-    throw new RangeError(`mailboxCapacity: must be a positive integer, got ${mailboxCapacity}`)
-  }
-  if (!Number.isFinite(highWaterMark) || highWaterMark < 16 * 1024) {
-    throw new RangeError(`highWaterMark: must be at least 16384 bytes, got ${highWaterMark}`)
-  }
-  return {
-    behavior,
-    settings: {
-      mailboxCapacity,
-      highWaterMark,
-      maxMessageBytes,
-      timers: Keepalive.resolve(options, Keepalive.resolve(base)),
-      rateLimit: RateLimit.resolve(options?.rateLimit, RateLimit.resolve(base?.rateLimit))
-    }
-  }
-}
+import { ActorImpl, type Host } from "./internal/actor.ts"
+import { sweeper } from "./internal/sweeper.ts"
+import type * as Reactor from "./Reactor.ts"
 
 /**
  * Options of a supervisor.
@@ -135,10 +58,10 @@ export interface Supervisor<R> {
   readonly accepting: boolean
   /** Admits a connection on `transport` and starts its actor. */
   accept(
-    route: Route<R>,
-    transport: Transport,
+    route: Reactor.Route<R>,
+    transport: Reactor.Transport,
     info: { readonly request: Handshake.UpgradeRequest; readonly auth?: unknown }
-  ): Actor
+  ): Reactor.Actor
   /** Every open connection. */
   readonly connections: Iterable<Connection.Connection<unknown>>
   /**
@@ -157,13 +80,29 @@ export interface Supervisor<R> {
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { Supervisor } from "@switchboard/core"
+ * import { Behavior, type Reactor, ServerOptions, Supervisor } from "@switchboard/core"
+ *
+ * const Echo = Behavior.make({ onMessage: (conn, message) => conn.send(message) })
+ *
+ * // a reactor's transport; this one prints what the actor writes
+ * const transport: Reactor.Transport = {
+ *   send: (message) => console.log("out:", message),
+ *   sendPrepared: () => {},
+ *   ping: () => {},
+ *   close: () => {},
+ *   terminate: () => {},
+ *   bufferedAmount: 0,
+ *   pause: () => {},
+ *   resume: () => {},
+ *   flush: () => {}
+ * }
  *
  * const program = Effect.gen(function*() {
  *   const supervisor = yield* Supervisor.make({ resolution: 100 })
- *   const route = Supervisor.route(Echo, { keepalive: false })
- *   const actor = supervisor.accept(route, myTransport, { request: { ...request, remoteAddress: "127.0.0.1" } })
- *   actor.receiveUnsafe("hello")
+ *   const route = ServerOptions.route(Echo, { keepalive: false })
+ *   const request = { path: "/", query: new URLSearchParams(), headers: {}, remoteAddress: "127.0.0.1" }
+ *   const actor = supervisor.accept(route, transport, { request })
+ *   actor.receiveUnsafe("hello") // the actor echoes it through `transport`
  * })
  * ```
  *
@@ -228,18 +167,9 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
       Object.defineProperty(host, "now", { get: () => clock.currentTimeMillisUnsafe(), set: () => {} })
     }
 
-    // One sweeper per supervisor: no timer per connection or per message.
-    const sweep = Effect.suspend(() => {
-      const now = clock.currentTimeMillisUnsafe()
-      host.now = now
-      let next = Number.POSITIVE_INFINITY
-      for (const actor of actors) next = Math.min(next, actor.checkTimers(now))
-      options.onSweep?.(now)
-      const delay = exact ? Math.max(1, Math.min(resolution, next - now)) : resolution
-      return Effect.sleep(delay)
-    })
     yield* Effect.addFinalizer(() => shutdown)
-    yield* Effect.forkScoped(Effect.andThen(Effect.sleep(resolution), Effect.forever(sweep)))
+    // one sweeper per supervisor: no timer per connection or per message
+    yield* Effect.forkScoped(sweeper({ actors, host, clock, resolution, exact, onSweep: options.onSweep }))
 
     const supervisor: Supervisor<R> = {
       get size() {

@@ -8,6 +8,8 @@
  */
 
 /** @since 0.1.0 */
+export * as Admission from "./Admission.ts"
+/** @since 0.1.0 */
 export * as Backplane from "./Backplane.ts"
 /** @since 0.1.0 */
 export * as Behavior from "./Behavior.ts"
@@ -32,6 +34,10 @@ export * as PreparedMessage from "./PreparedMessage.ts"
 /** @since 0.1.0 */
 export * as RateLimit from "./RateLimit.ts"
 /** @since 0.1.0 */
-export * as Supervisor from "./Supervisor.ts"
+export * as Reactor from "./Reactor.ts"
 /** @since 0.1.0 */
-export * as Transport from "./Transport.ts"
+export * as ServerError from "./ServerError.ts"
+/** @since 0.1.0 */
+export * as ServerOptions from "./ServerOptions.ts"
+/** @since 0.1.0 */
+export * as Supervisor from "./Supervisor.ts"

@@ -8,27 +8,18 @@ const noTimers = { keepalive: false, closeTimeout: false } as const
 /** Joins "room" on open; every message is broadcast to the room, the sender excluded unless it starts with "!". */
 const Room = Behavior.make({
   init: (conn: Connection.Connection<Hub.Presence | string>) =>
-    Effect.gen(function* () {
-      const hub = yield* Hub.Hub
-      yield* hub.join("room", conn, { nick: conn.request.query.get("nick") })
-    }),
+    Hub.join("room", conn, { nick: conn.request.query.get("nick") }),
   onMessage: (conn, message) =>
-    Effect.gen(function* () {
-      const hub = yield* Hub.Hub
-      if (typeof message === "string" && message.startsWith("!")) yield* hub.broadcast("room", message.slice(1))
-      else yield* hub.broadcastFrom("room", conn, message)
-    }),
+    typeof message === "string" && message.startsWith("!")
+      ? Hub.broadcast("room", message.slice(1))
+      : Hub.broadcastFrom("room", conn, message),
   onInfo: (conn, info: Hub.Presence | string) =>
     typeof info === "string" ? conn.send(info) : conn.send(`${info._tag}:${info.member.id}`)
 })
 
 /** Subscribes to "feed"; a slow consumer as soon as the test stops reading its frames. */
 const Sub = Behavior.make({
-  init: (conn) =>
-    Effect.gen(function* () {
-      const hub = yield* Hub.Hub
-      yield* hub.subscribe("feed", conn)
-    })
+  init: (conn) => Hub.subscribe("feed", conn)
 })
 
 const HubLive = (options?: Hub.Options) => Hub.layer(options).pipe(Layer.provide(Backplane.layerMemory))
@@ -44,11 +35,7 @@ const settle = (condition: Effect.Effect<boolean, never, Hub.Hub>) =>
     }
     throw new Error("did not settle")
   })
-const membersAre = (n: number) =>
-  Effect.gen(function* () {
-    const hub = yield* Hub.Hub
-    return (yield* hub.members("room")).length === n
-  })
+const membersAre = (n: number) => Effect.map(Hub.members("room"), (members) => members.length === n)
 
 /** Reads frames until one that is not a presence notice. */
 const nextMessage = (client: TestClient.TestClient<Hub.Presence | string>) =>

@@ -1,24 +1,24 @@
 /**
  * The Node server layer: a `node:http` server whose WebSocket upgrades go to
- * `ws` (in `noServer` mode) and from there to connection actors. It routes by
- * path, admits (origin allowlist, `authenticate` hook, `maxConnections`),
- * answers plain HTTP for everything that is not a WebSocket (404 unknown
- * path, 400 malformed upgrade, 503 full or shutting down, and 426 for a plain
- * request to a server it owns without `onRequest`), drops handshakes that take too long, and shuts down gracefully when
- * its scope closes: stop accepting, close every connection with 1001, wait
- * for the close handshakes, terminate the rest.
+ * `ws` (in `noServer` mode) and from there to connection actors. Routing,
+ * admission and option checks are core's (`ServerOptions`, `Admission`);
+ * this layer answers their decisions over HTTP (404 unknown path, 400
+ * malformed upgrade, 403 origin, 429 per-IP, 503 full or shutting down, and
+ * 426 for a plain request to a server it owns without `onRequest`), drops
+ * handshakes that take too long, keeps a server it owns alive at its
+ * file-descriptor limit, and shuts down gracefully when its scope closes:
+ * stop accepting, close every connection with 1001, wait for the close
+ * handshakes, terminate the rest.
  *
  * @since 0.1.0
  */
-import * as FS from "node:fs"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
-import { type Behavior, type Connection, type Handshake, Keepalive, Supervisor } from "@switchboard/core"
-import { Clock, Context, type Duration, Effect, Layer, Metric } from "effect"
+import { ServerError, type ServerOptions } from "@switchboard/core"
+import { Context, Effect, Layer } from "effect"
+import { acceptErrorsTotal, guardAccepts, tcpCap } from "./internal/acceptGuard.ts"
 import { openFileLimit, reserveFor } from "./internal/fdLimit.ts"
-import { acceptErrorsTotal, upgradesRejectedTotal } from "./internal/metrics.ts"
 import { mount } from "./internal/upgrade.ts"
-import { InvalidOptions, ListenFailed, ServerError } from "./ServerError.ts"
 
 export {
   /**
@@ -28,65 +28,18 @@ export {
    * @since 0.1.0
    * @category metrics
    */
-  acceptErrorsTotal,
-  /**
-   * Upgrade requests turned away, by `reason`: `shutting_down`, `malformed`,
-   * `not_found`, `origin`, `capacity` (maxConnections), `per_ip`
-   * (maxConnectionsPerIp), `rejected` (authenticate's HandshakeRejected),
-   * `auth_error` (a defect in authenticate) and `handshake_timeout`.
-   *
-   * @since 0.1.0
-   * @category metrics
-   */
-  upgradesRejectedTotal
+  acceptErrorsTotal
 }
 
 /**
- * A route: a behaviour with settings of its own that override the server's.
+ * Settings shared by `layer` and `layerAttached`: the options of every
+ * server (`ServerOptions.Options`: routes, admission, limits, timeouts,
+ * connection settings for every route), and a handler for plain HTTP.
  *
  * @since 0.1.0
  * @category models
  */
-export interface RouteOptions<R> extends Connection.Options {
-  readonly behavior: Behavior.Behavior<never, R>
-}
-
-/**
- * Settings shared by `layer` and `layerAttached`. Connection settings
- * (keepalive, timeouts, limits) given here apply to every route that does not
- * set its own.
- *
- * @since 0.1.0
- * @category models
- */
-export interface MountOptions<R> extends Connection.Options {
-  /** Path → behaviour (or behaviour with settings). Paths match exactly, without the query string. */
-  readonly routes: Readonly<Record<string, Behavior.Behavior<never, R> | RouteOptions<R>>>
-  /** Runs on each upgrade request; its success value becomes `conn.auth`. */
-  readonly authenticate?: Handshake.Authenticate<unknown, R>
-  /** Accept only upgrades whose `Origin` header is in this list (403 otherwise). */
-  readonly allowedOrigins?: ReadonlyArray<string>
-  /**
-   * WebSocket connections (open, plus upgrades waiting for `authenticate`)
-   * beyond this number get 503. Default: `defaultMaxConnections()`, derived
-   * from the process's file-descriptor limit.
-   */
-  readonly maxConnections?: number
-  /**
-   * Connections one peer address may hold (IPv6: per /64); more get 429.
-   * Counted from the upgrade request until the TCP socket closes. Default:
-   * unlimited, since behind a reverse proxy every connection has the proxy's
-   * address; set it on a server that faces clients directly.
-   */
-  readonly maxConnectionsPerIp?: number
-  /**
-   * Drop a TCP connection whose WebSocket upgrade is not complete within this
-   * time (slow headers, a half-open connection, a slow `authenticate`).
-   * Default 10 seconds.
-   */
-  readonly handshakeTimeout?: Duration.Input | false
-  /** How long shutdown waits for close handshakes before terminating sockets. Default 5 seconds. */
-  readonly shutdownTimeout?: Duration.Input
+export interface MountOptions<R> extends ServerOptions.Options<R> {
   /** Handles plain (non-upgrade) HTTP requests; without it `layer` answers 426 and `layerAttached` leaves them to the server's own handlers. */
   readonly onRequest?: (request: Http.IncomingMessage, response: Http.ServerResponse) => void
 }
@@ -144,40 +97,6 @@ export const fallbackMaxConnections = 10_000
 export const defaultMaxConnections = (fileLimit: number | undefined): number =>
   fileLimit === undefined ? fallbackMaxConnections : Math.max(1, fileLimit - reserveFor(fileLimit))
 
-const positiveInteger = (value: number, name: string): number => {
-  if (value === Number.POSITIVE_INFINITY || (Number.isInteger(value) && value > 0)) return value
-  throw new RangeError(`${name}: must be a positive integer, got ${value}`)
-}
-
-const resolve = <R>(options: MountOptions<R>) => {
-  const routes = new Map<string, Supervisor.Route<R>>()
-  for (const [path, value] of Object.entries(options.routes)) {
-    if (!path.startsWith("/")) throw new RangeError(`routes: path must start with "/": ${path}`)
-    const route: RouteOptions<R> = "behavior" in value ? value : { behavior: value }
-    routes.set(path, Supervisor.route(route.behavior, route, options))
-  }
-  const maxConnections = positiveInteger(
-    options.maxConnections ?? defaultMaxConnections(openFileLimit()),
-    "maxConnections"
-  )
-  const maxConnectionsPerIp = positiveInteger(
-    options.maxConnectionsPerIp ?? Number.POSITIVE_INFINITY,
-    "maxConnectionsPerIp"
-  )
-  const handshakeTimeout = Keepalive.durationMillis(options.handshakeTimeout, 10_000, "handshakeTimeout")
-  const shutdownTimeout = Keepalive.durationMillis(options.shutdownTimeout, 5_000, "shutdownTimeout")
-  const settings = [...routes.values()].map((r) => r.settings.timers)
-  if (handshakeTimeout > 0) settings.push({ ...Keepalive.defaults, closeTimeout: handshakeTimeout })
-  return {
-    routes,
-    maxConnections,
-    maxConnectionsPerIp,
-    handshakeTimeout,
-    shutdownTimeout,
-    resolution: Keepalive.resolutionFor(settings)
-  }
-}
-
 /**
  * Mounts the WebSocket routes on `server` for the lifetime of the scope.
  * The server is not started or closed; on scope close every WebSocket
@@ -185,50 +104,22 @@ const resolve = <R>(options: MountOptions<R>) => {
  */
 const mountScoped = <R>(server: Http.Server, options: MountOptions<R>, owned: boolean) =>
   Effect.gen(function* () {
-    const resolved = yield* Effect.try({
-      try: () => resolve(options),
-      catch: (error) => new ServerError({ reason: new InvalidOptions({ message: (error as Error).message }) })
+    const mounted = yield* mount(server, options, {
+      defaultMaxConnections: defaultMaxConnections(openFileLimit()),
+      handleRequests: owned || options.onRequest !== undefined
     })
-    // the handshake timeout rides on the supervisor's sweeper: one timer loop per server
-    let sweepHandshakes: (now: number) => void = () => {}
-    const supervisor = yield* Supervisor.make<R>({
-      resolution: resolved.resolution,
-      shutdownTimeout: resolved.shutdownTimeout,
-      onSweep: (now) => sweepHandshakes(now)
-    })
-    const context = yield* Effect.context<R>()
-    const clock = yield* Clock.Clock
-    const run = Effect.runCallbackWith(context)
-    const mounted = mount(server, {
-      routes: resolved.routes,
-      supervisor,
-      authenticate: options.authenticate,
-      allowedOrigins: options.allowedOrigins ? new Set(options.allowedOrigins) : undefined,
-      maxConnections: resolved.maxConnections,
-      maxConnectionsPerIp: resolved.maxConnectionsPerIp,
-      handshakeTimeout: resolved.handshakeTimeout,
-      onRequest: options.onRequest,
-      handleRequests: owned || options.onRequest !== undefined,
-      runCallback: (effect, onExit) => run(effect, { onExit }),
-      now: () => clock.currentTimeMillisUnsafe(),
-      context
-    })
-    if (resolved.handshakeTimeout > 0) sweepHandshakes = mounted.sweep
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function* () {
-        mounted.dropHandshaking()
-        yield* supervisor.shutdown
-        mounted.detach()
-      })
-    )
-    return { supervisor, stats: mounted.stats }
+    return { supervisor: mounted.supervisor, stats: mounted.stats }
   })
 
 const listen = (server: Http.Server, port: number, host: string) =>
-  Effect.callback<AddressInfo, ServerError>((resume) => {
+  Effect.callback<AddressInfo, ServerError.ServerError>((resume) => {
     const onError = (error: Error) => {
       server.off("listening", onListening)
-      resume(Effect.fail(new ServerError({ reason: new ListenFailed({ port, host, message: error.message }) })))
+      resume(
+        Effect.fail(
+          new ServerError.ServerError({ reason: new ServerError.ListenFailed({ port, host, message: error.message }) })
+        )
+      )
     }
     const onListening = () => {
       server.off("error", onError)
@@ -238,73 +129,6 @@ const listen = (server: Http.Server, port: number, host: string) =>
     server.once("listening", onListening)
     server.listen(port, host)
   })
-
-/**
- * Keeps a server we own alive and observable when it runs out of file
- * descriptors. libuv hides most accept failures (on EMFILE it accepts and
- * closes the waiting connections, so their clients see a hang-up, and Node
- * hears nothing); when it cannot, Node emits them as the server's `error`
- * event, which without a listener kills the process. And Node drops
- * connections beyond `server.maxConnections` silently. So: the `error` event
- * is listened to, `drop` too, and once a second a probe opens /dev/null to
- * see whether descriptors are exhausted. Each is counted in
- * `acceptErrorsTotal` and logged once per episode: when it starts, and when
- * it ends.
- */
-const guardAccepts = (server: Http.Server, cap: number | undefined, fileLimit: number | undefined) =>
-  Effect.gen(function* () {
-    const context = yield* Effect.context<never>()
-    const run = Effect.runForkWith(context)
-    if (cap !== undefined) server.maxConnections = cap
-    const limit = fileLimit === undefined ? "" : ` (ulimit -n ${fileLimit})`
-    const episode = (what: string) => {
-      let refused = 0
-      return {
-        failed: (code: string, message: string) => {
-          Metric.withAttributes(acceptErrorsTotal, { code }).updateUnsafe(1, context)
-          if (refused++ === 0) run(Effect.logError(`not accepting connections: ${message}`))
-        },
-        recovered: () => {
-          if (refused === 0) return
-          run(Effect.logWarning(`accepting connections again: ${what} (${refused} refusal(s) counted)`))
-          refused = 0
-        }
-      }
-    }
-    const descriptors = episode("file descriptors are available")
-    const capped = episode("below the TCP connection cap")
-    const onError = (error: Error & { readonly code?: string }) =>
-      descriptors.failed(error.code ?? "unknown", `${error.message}${limit}`)
-    const onDrop = () =>
-      capped.failed("cap", `${server.maxConnections} TCP connections open (the file-descriptor limit less a reserve)`)
-    const onConnection = () => capped.recovered()
-    const probe = Effect.sync(() => {
-      try {
-        FS.closeSync(FS.openSync("/dev/null", "r"))
-        descriptors.recovered()
-      } catch (error) {
-        const code = (error as { readonly code?: string }).code
-        if (code === "EMFILE" || code === "ENFILE") {
-          descriptors.failed(code, `${code}: the process has no file descriptor left${limit}`)
-        }
-      }
-    })
-    server.on("error", onError)
-    server.on("drop", onDrop)
-    server.on("connection", onConnection)
-    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep("1 second"), probe)))
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        server.off("error", onError)
-        server.off("drop", onDrop)
-        server.off("connection", onConnection)
-      })
-    )
-  })
-
-/** The TCP cap of a server we own: the descriptor limit less a smaller reserve than `maxConnections`'s. */
-const tcpCap = (fileLimit: number | undefined): number | undefined =>
-  fileLimit === undefined ? undefined : Math.max(1, fileLimit - Math.ceil(reserveFor(fileLimit) / 2))
 
 const closeServer = (server: Http.Server) =>
   Effect.callback<void>((resume) => {
@@ -332,7 +156,7 @@ const closeServer = (server: Http.Server) =>
  * @since 0.1.0
  * @category layers
  */
-export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, ServerError, R> =>
+export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, ServerError.ServerError, R> =>
   Layer.effect(NodeServer)(
     Effect.gen(function* () {
       const server = Http.createServer()
@@ -367,7 +191,7 @@ export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, S
 export const layerAttached = <R = never>(
   server: Http.Server,
   options: MountOptions<R>
-): Layer.Layer<NodeServer, ServerError, R> =>
+): Layer.Layer<NodeServer, ServerError.ServerError, R> =>
   Layer.effect(NodeServer)(
     Effect.gen(function* () {
       const { supervisor, stats } = yield* mountScoped(server, options, false)

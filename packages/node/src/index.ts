@@ -7,5 +7,3 @@
 
 /** @since 0.1.0 */
 export * as NodeServer from "./NodeServer.ts"
-/** @since 0.1.0 */
-export * as ServerError from "./ServerError.ts"

@@ -5,7 +5,7 @@
  */
 import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
-import { Behavior } from "@switchboard/core"
+import { Admission, Behavior } from "@switchboard/core"
 import { NodeServer } from "@switchboard/node"
 import { Effect, Metric } from "effect"
 import { connect, promise, rawStatus, serve, upgradeRequest, waitUntil } from "./support.ts"
@@ -32,7 +32,7 @@ const closedWithin = (port: number, request: string, within: number) =>
   )
 
 const rejected = (reason: string) =>
-  Metric.value(Metric.withAttributes(NodeServer.upgradesRejectedTotal, { reason })).pipe(Effect.map((s) => s.count))
+  Metric.value(Metric.withAttributes(Admission.upgradesRejectedTotal, { reason })).pipe(Effect.map((s) => s.count))
 
 describe("NodeServer admission (real sockets on 127.0.0.1)", () => {
   it.live("interrupts a hung authenticate hook when its handshake times out, and frees its slot", () =>

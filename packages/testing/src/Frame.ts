@@ -3,6 +3,7 @@
  *
  * @since 0.1.0
  */
+import { Message } from "@switchboard/core"
 
 /**
  * A frame sent by the server to a test client.
@@ -45,12 +46,12 @@ export const describe = (frame: Frame | undefined): string => {
 export const byteLength = (frame: Frame): number => {
   switch (frame._tag) {
     case "Text":
-      return Buffer.byteLength(frame.text)
+      return Message.byteLength(frame.text)
     case "Binary":
       return frame.data.byteLength
     case "Ping":
       return 2
     case "Close":
-      return 4 + Buffer.byteLength(frame.reason)
+      return 4 + Message.byteLength(frame.reason)
   }
 }

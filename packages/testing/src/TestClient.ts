@@ -39,6 +39,8 @@ import {
   Keepalive,
   type Message,
   type PreparedMessage,
+  type Reactor,
+  ServerOptions,
   Supervisor
 } from "@switchboard/core"
 import { Effect, type Scope } from "effect"
@@ -120,7 +122,7 @@ export const connect = <I, R>(
   options: Options = {}
 ): Effect.Effect<TestClient<I>, never, Scope.Scope | R> =>
   Effect.gen(function* () {
-    const route = Supervisor.route(behavior as Behavior.Behavior<never, R>, options)
+    const route = ServerOptions.route(behavior as Behavior.Behavior<never, R>, options)
     const supervisor = yield* Supervisor.make<R>({
       resolution: Keepalive.resolutionFor([route.settings.timers]),
       exactTimers: true
@@ -140,7 +142,7 @@ export const connect = <I, R>(
     return makeClient<I>(transport, actor)
   })
 
-const makeClient = <I>(transport: MemoryTransport, actor: Supervisor.Actor): TestClient<I> => {
+const makeClient = <I>(transport: MemoryTransport, actor: Reactor.Actor): TestClient<I> => {
   const next: Effect.Effect<Frame.Frame, UnexpectedFrame> = Effect.callback((resume) => {
     const attempt = (): void => {
       const frame = transport.take()

@@ -1,6 +1,6 @@
 /**
  * The connection actor: one record per connection holding the behaviour's
- * state, a bounded mailbox and the lifecycle timestamps.
+ * state, its mailbox and the lifecycle timestamps that the sweeper reads.
  *
  * The actor hibernates: no fiber exists while its mailbox is empty. The
  * reactor pushes into the mailbox synchronously; the first push into an empty
@@ -8,20 +8,26 @@
  * handles it one message at a time (the transport coalesces the batch's writes)
  * and ends when the mailbox is empty. So an idle connection costs this record
  * and its socket, nothing else (see docs/adr/0001-hibernating-actors.md).
+ *
+ * How a connection ends: the socket closes (`closedUnsafe`), a `Closed`
+ * signal runs `onClose` and the finalizers (`runCloseCallbacks`), and the
+ * actor leaves its supervisor (`leaveSupervisor`), which wakes whoever awaits
+ * `finished`. An idle actor with nothing to run leaves at once, without a
+ * fiber.
  */
-import { Cause, type Context, Effect, type Exit, type Fiber, Metric } from "effect"
-import * as Behavior from "../Behavior.ts"
+import { Cause, type Context, Effect, type Exit, type Fiber } from "effect"
+import type * as Behavior from "../Behavior.ts"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
 import type * as Connection from "../Connection.ts"
 import * as ConnectionError from "../ConnectionError.ts"
 import type * as Handshake from "../Handshake.ts"
-import type * as Keepalive from "../Keepalive.ts"
 import { isMessage, type Message } from "../Message.ts"
 import type { PreparedMessage } from "../PreparedMessage.ts"
-import * as RateLimit from "../RateLimit.ts"
-import type { Transport } from "../Transport.ts"
-import { TokenBucket } from "./tokenBucket.ts"
+import type { RouteSettings, Transport } from "../Reactor.ts"
+import { handlersOf } from "./behavior.ts"
+import { Closed, Mailbox, Open, type Signal } from "./mailbox.ts"
+import { admitUnsafe, TokenBucket } from "./tokenBucket.ts"
 
 /** What an actor shares with its siblings: the supervisor's side. */
 export interface Host {
@@ -35,74 +41,66 @@ export interface Host {
   readonly remove: (actor: ActorImpl) => void
 }
 
-/** Settings shared by every connection of a route. */
-export interface RouteSettings {
-  readonly mailboxCapacity: number
-  readonly highWaterMark: number
-  readonly maxMessageBytes: number
-  readonly timers: Keepalive.Resolved
-  readonly rateLimit: RateLimit.Resolved | undefined
-}
-
-interface Info {
-  readonly _tag: "Info"
-  readonly value: unknown
-}
-const Open = { _tag: "Open" } as const
-const Closed = { _tag: "Closed" } as const
-type Signal = Message | Info | typeof Open | typeof Closed
-/** The shared "not allocated yet" mailbox: never pushed to (`push` swaps it for an array first). */
-const noSignals: Array<Signal> = []
-
-const phases = { open: 0, closing: 1, closed: 2 } as const
+/** Where a connection is in its life: open; closing (a close frame went, or ws failed it); closed (the socket is gone). */
+export const phases = { open: 0, closing: 1, closed: 2 } as const
 type Phase = (typeof phases)[keyof typeof phases]
 
-const encoder = new TextEncoder()
-const drops = Metric.withAttributes(RateLimit.rateLimitedTotal, { policy: "drop" })
-const closes = Metric.withAttributes(RateLimit.rateLimitedTotal, { policy: "close" })
-const describe = (limit: RateLimit.Resolved): string =>
-  [
-    Number.isFinite(limit.messagesPerMs)
-      ? `${limit.messagesPerMs * 1000} messages/s (burst ${limit.burstMessages})`
-      : "",
-    Number.isFinite(limit.bytesPerMs) ? `${limit.bytesPerMs * 1000} bytes/s (burst ${limit.burstBytes})` : ""
-  ]
-    .filter((part) => part !== "")
-    .join(", ")
 let nextId = 0
 
 export class ActorImpl implements Connection.Connection<unknown> {
+  // ---------------------------------------------------------------- fields, all declared here
+
+  // what the connection is
   readonly serial = ++nextId
-  state: unknown = undefined
-  phase: Phase = phases.open
-  crashed = false
-  closeReason: CloseReason.CloseReason | undefined = undefined
-  /** Last inbound frame of any kind (keepalive), last inbound message and last outbound message (idle), as `host.now`. */
-  lastIn: number
-  lastMessage: number
-  lastOut: number
-  /** When the unanswered keepalive ping was sent; -1 when none is pending. */
-  pingSentAt = -1
-  /** When the server sent its close frame; -1 when it has not. */
-  closeSentAt = -1
-  /** The mailbox, double-buffered with `spare`; both are allocated on the first signal. */
-  private inbox: Array<Signal> = noSignals
-  /** Payload bytes (UTF-16 units for text) in the inbox: a second bound besides the count. */
-  private inboxBytes = 0
-  private spare: Array<Signal> = noSignals
-  private running = false
-  private paused = false
-  private drainWaiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
-  fiber: Fiber.Fiber<void, never> | undefined = undefined
-  /** The route's rate limit state; undefined on routes without one. */
-  private readonly bucket: TokenBucket | undefined
-  // the supervisor runs every fiber with the server's services, so R is provided
-  private readonly handlers: Behavior.Handlers<unknown, unknown, unknown, never>
+  private idString: string | undefined = undefined
   readonly host: Host
   readonly transport: Transport
   readonly settings: RouteSettings
   readonly request: Handshake.UpgradeRequest
   readonly auth: unknown
+  // the supervisor runs every fiber with the server's services, so R is provided
+  private readonly handlers: Behavior.Handlers<unknown, unknown, unknown, never>
+
+  // the behaviour's state and the connection's life
+  state: unknown = undefined
+  /** True once `init` succeeded (or there is none): `onClose` runs only then. */
+  private started = false
+  phase: Phase = phases.open
+  crashed = false
+  closeReason: CloseReason.CloseReason | undefined = undefined
+
+  // lifecycle timestamps, as `host.now`, for the sweeper
+  /** Last inbound frame of any kind (keepalive). */
+  lastIn: number
+  /** Last inbound message (idle). */
+  lastMessage: number
+  /** Last outbound message (idle). */
+  lastOut: number
+  /** When the unanswered keepalive ping was sent; -1 when none is pending. */
+  pingSentAt = -1
+  /** When the server sent its close frame; -1 when it has not. */
+  closeSentAt = -1
+
+  // the mailbox and its drain fiber
+  /** Allocated on the first signal. */
+  private mailbox: Mailbox | undefined = undefined
+  /** True while a drain fiber runs (or is about to). */
+  private running = false
+  fiber: Fiber.Fiber<void, never> | undefined = undefined
+  /** The drain effect and its exit observer, made on the first message: an idle connection holds no effect objects. */
+  private drain: Effect.Effect<void> | undefined = undefined
+  private onDrainExit: ((exit: Exit.Exit<void>) => void) | undefined = undefined
+  private setState: ((state: unknown) => void) | undefined = undefined
+  /** A `send` waiting for the socket to drain. */
+  private drainWaiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
+  /** The route's rate limit; undefined on routes without one. */
+  private readonly bucket: TokenBucket | undefined
+
+  // the end
+  private finalizers: Array<Effect.Effect<void>> | undefined = undefined
+  /** True once the actor left its supervisor. */
+  private ended = false
+  private endWaiters: Array<() => void> | undefined = undefined
 
   constructor(
     host: Host,
@@ -117,10 +115,11 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.settings = settings
     this.request = request
     this.auth = auth
-    this.handlers = Behavior.handlersOf(behavior) as Behavior.Handlers<unknown, unknown, unknown, never>
+    this.handlers = handlersOf(behavior) as Behavior.Handlers<unknown, unknown, unknown, never>
     this.lastIn = this.lastMessage = this.lastOut = host.now
     this.bucket = settings.rateLimit === undefined ? undefined : new TokenBucket(settings.rateLimit, host.time())
     if (this.handlers.init !== undefined) this.push(Open)
+    else this.started = true
   }
 
   get maxMessageBytes(): number {
@@ -136,7 +135,6 @@ export class ActorImpl implements Connection.Connection<unknown> {
   get id(): string {
     return (this.idString ??= `c${this.serial}`)
   }
-  private idString: string | undefined = undefined
   get isOpen(): boolean {
     return this.phase === phases.open
   }
@@ -150,44 +148,12 @@ export class ActorImpl implements Connection.Connection<unknown> {
   receiveUnsafe(message: Message): void {
     this.lastIn = this.lastMessage = this.host.now
     if (this.phase === phases.closed || this.crashed) return
-    if (this.bucket !== undefined && !this.admit(this.bucket, message)) return
-    this.push(message)
-    this.inboxBytes += message.length
-    if (
-      !this.paused &&
-      (this.inbox.length >= this.settings.mailboxCapacity || this.inboxBytes >= this.settings.maxMessageBytes)
-    ) {
-      this.paused = true
+    if (this.bucket !== undefined && !admitUnsafe(this, this.bucket, message)) return
+    const mailbox = (this.mailbox ??= new Mailbox())
+    if (mailbox.pushMessage(message, this.settings.mailboxCapacity, this.settings.maxMessageBytes)) {
       this.transport.pause()
     }
-  }
-
-  /** Applies the rate limit to `message`: false when it is refused (dropped, or the connection closed). */
-  private admit(bucket: TokenBucket, message: Message): boolean {
-    const limit = bucket.limit
-    if (limit.onExceed === "close" && this.phase !== phases.open) return false
-    if (bucket.take(this.host.time(), message.length)) {
-      bucket.refusing = false
-      return true
-    }
-    const first = !bucket.refusing
-    bucket.refusing = true
-    if (limit.onExceed === "drop") {
-      drops.updateUnsafe(1, this.host.context)
-      if (first && limit.notice !== undefined && this.phase === phases.open) {
-        this.transport.send(limit.notice)
-        this.lastOut = this.host.now
-      }
-      return false
-    }
-    closes.updateUnsafe(1, this.host.context)
-    const reason = new ConnectionError.RateLimited({ limit: describe(limit) })
-    this.closeWith(
-      CloseCode.PolicyViolation,
-      "rate limit exceeded",
-      CloseReason.error(new ConnectionError.ConnectionError({ connectionId: this.id, reason }))
-    )
-    return false
+    this.wake()
   }
 
   /** Any inbound frame that is not a message or a pong (the Node reactor reports pings). */
@@ -224,9 +190,9 @@ export class ActorImpl implements Connection.Connection<unknown> {
       this.closeReason = code === CloseCode.Abnormal ? CloseReason.lost : CloseReason.peer(code, reason)
     }
     this.drainUnsafe()
-    // Nothing to run (no onClose, no finalizer, an idle actor): finish here, without a fiber.
-    if (!this.running && this.inbox.length === 0 && this.finalizers === undefined && !this.needsOnClose()) {
-      this.finished_()
+    // Nothing to run (no onClose, no finalizer, an idle actor): leave here, without a fiber.
+    if (!this.running && (this.mailbox?.size ?? 0) === 0 && this.finalizers === undefined && !this.needsOnClose()) {
+      this.leaveSupervisor()
       return
     }
     this.push(Closed)
@@ -265,12 +231,11 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   addFinalizer(finalizer: Effect.Effect<void>): Effect.Effect<void> {
     return Effect.suspend(() => {
-      if (this.done) return finalizer
+      if (this.ended) return finalizer
       ;(this.finalizers ??= []).push(finalizer)
       return Effect.void
     })
   }
-  private finalizers: Array<Effect.Effect<void>> | undefined = undefined
 
   get ping(): Effect.Effect<void> {
     return Effect.sync(() => {
@@ -283,8 +248,9 @@ export class ActorImpl implements Connection.Connection<unknown> {
       if (!CloseCode.isSendable(code)) {
         return this.fail(new ConnectionError.InvalidClose({ code, message: `close code ${code} may not be sent` }))
       }
-      if (encoder.encode(reason).byteLength > 123) {
-        return this.fail(new ConnectionError.InvalidClose({ code, message: "close reason longer than 123 bytes" }))
+      if (!CloseCode.isSendableReason(reason)) {
+        const message = `close reason longer than ${CloseCode.maxReasonBytes} bytes`
+        return this.fail(new ConnectionError.InvalidClose({ code, message }))
       }
       this.closeWith(code, reason, CloseReason.local(code, reason))
       return Effect.void
@@ -302,7 +268,8 @@ export class ActorImpl implements Connection.Connection<unknown> {
   }
 
   tellUnsafe(info: unknown): boolean {
-    if (this.phase === phases.closed || this.crashed || this.inbox.length >= this.settings.mailboxCapacity) return false
+    if (this.phase === phases.closed || this.crashed) return false
+    if ((this.mailbox?.size ?? 0) >= this.settings.mailboxCapacity) return false
     this.push({ _tag: "Info", value: info })
     return true
   }
@@ -311,7 +278,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     return Effect.fail(new ConnectionError.ConnectionError({ connectionId: this.id, reason }))
   }
 
-  // ---------------------------------------------------------------- lifecycle
+  // ---------------------------------------------------------------- closing
 
   /** Sends a close frame once, remembering why; the sweeper enforces `closeTimeout`. */
   closeWith(code: number, reason: string, why: CloseReason.CloseReason): void {
@@ -329,73 +296,27 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.transport.terminate()
   }
 
-  /**
-   * Called by the sweeper with the Clock's current time: fires what is due
-   * and returns when this actor next needs a look (Infinity: never).
-   */
-  checkTimers(now: number): number {
-    const t = this.settings.timers
-    if (this.phase === phases.closing) {
-      if (t.closeTimeout === 0 || this.closeSentAt < 0) return Number.POSITIVE_INFINITY
-      const due = this.closeSentAt + t.closeTimeout
-      if (now < due) return due
-      this.transport.terminate()
-      return Number.POSITIVE_INFINITY
-    }
-    if (this.phase !== phases.open) return Number.POSITIVE_INFINITY
-    let next = Number.POSITIVE_INFINITY
-    if (t.idleTimeout > 0) {
-      const due = Math.max(this.lastMessage, this.lastOut) + t.idleTimeout
-      if (now >= due) {
-        this.closeWith(CloseCode.Normal, "idle timeout", CloseReason.timeout("idle"))
-        return this.closeSentAt + t.closeTimeout
-      }
-      next = due
-    }
-    if (t.pingAfter > 0) {
-      if (this.pingSentAt >= 0) {
-        const due = this.pingSentAt + t.closeAfterNoPong
-        if (now >= due) {
-          this.terminate(CloseReason.timeout("keepalive"))
-          return Number.POSITIVE_INFINITY
-        }
-        next = Math.min(next, due)
-      } else {
-        const due = this.lastIn + t.pingAfter
-        if (now >= due) {
-          this.pingSentAt = now
-          this.transport.ping()
-          next = Math.min(next, now + t.closeAfterNoPong)
-        } else {
-          next = Math.min(next, due)
-        }
-      }
-    }
-    return next
-  }
-
   // ---------------------------------------------------------------- mailbox and drain loop
 
   private push(signal: Signal): void {
-    if (this.inbox === noSignals) this.inbox = []
-    this.inbox.push(signal)
-    if (!this.running) {
-      this.running = true
-      // The drain starts on the next scheduler tick, not inside this call: every message the
-      // reactor parses from one TCP read lands in the same batch, whose replies go out in one write.
-      this.fiber = this.host.fork(
-        (this.drain ??= Effect.andThen(
-          Effect.yieldNow,
-          Effect.suspend(() => this.next())
-        ))
-      )
-      this.fiber.addObserver((this.onDrainExit ??= (exit) => this.drainExited(exit)))
-    }
+    ;(this.mailbox ??= new Mailbox()).push(signal)
+    this.wake()
   }
 
-  /** Created on the first message, so that an idle connection holds no effect objects. */
-  private drain: Effect.Effect<void> | undefined = undefined
-  private onDrainExit: ((exit: Exit.Exit<void>) => void) | undefined = undefined
+  /** Forks the drain fiber if none runs. */
+  private wake(): void {
+    if (this.running) return
+    this.running = true
+    // The drain starts on the next scheduler tick, not inside this call: every message the
+    // reactor parses from one TCP read lands in the same batch, whose replies go out in one write.
+    this.fiber = this.host.fork(
+      (this.drain ??= Effect.andThen(
+        Effect.yieldNow,
+        Effect.suspend(() => this.next())
+      ))
+    )
+    this.fiber.addObserver((this.onDrainExit ??= (exit) => this.drainExited(exit)))
+  }
 
   /**
    * The drain loop handles every failure of a callback itself; a drain fiber
@@ -410,65 +331,48 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.crashed = true
     this.host.fork(this.logCause("actor died; closing with 1011", exit.cause))
     this.closeWith(CloseCode.InternalError, "internal error", CloseReason.crash(exit.cause))
-    if (this.inbox.length > 0 && !this.running) {
-      this.running = true
-      this.fiber = this.host.fork(this.drain!)
-    }
+    if ((this.mailbox?.size ?? 0) > 0) this.wake()
   }
 
+  /** Takes the mailbox as one batch and handles it; again until the mailbox is empty. */
   private next(): Effect.Effect<void> {
-    const batch = this.inbox
-    if (batch.length === 0) {
+    const mailbox = this.mailbox
+    if (mailbox === undefined || mailbox.size === 0) {
       this.running = false
       this.fiber = undefined
       return Effect.void
     }
-    this.inbox = this.spare === noSignals ? [] : this.spare
-    this.inboxBytes = 0
-    if (this.paused) {
-      this.paused = false
+    const batch = mailbox.takeAll()
+    if (mailbox.paused) {
+      mailbox.paused = false
       this.transport.resume()
     }
-    return Effect.flatMap(this.runBatch(batch, 0), () => {
-      batch.length = 0
-      this.spare = batch
+    return Effect.flatMap(this.handleFrom(batch, 0), () => {
+      mailbox.recycle(batch)
       return this.next()
     })
   }
 
   /**
-   * Handles `batch` from `start`. A failure crashes the actor and the rest of
-   * the batch is still walked: messages and infos are skipped (the actor has
-   * crashed), but a close signal behind the failure still runs `onClose`.
+   * Handles `batch` from `start`, one signal at a time. A failure crashes the
+   * actor and the batch goes on after the signal that failed: messages and
+   * infos are skipped (the actor has crashed), but a close signal behind the
+   * failure still runs `onClose`.
    */
-  private runBatch(batch: Array<Signal>, start: number): Effect.Effect<void> {
-    return Effect.catchCause(this.handleFrom(batch, start), (cause) =>
-      Effect.andThen(
-        this.onFailure(cause),
-        Effect.suspend(() => this.runBatch(batch, this.cursor + 1))
-      )
-    )
-  }
-
-  /** The index of the signal being handled, for `runBatch` to resume after a failure. */
-  private cursor = 0
-
-  private handleFrom(batch: Array<Signal>, start: number): Effect.Effect<void, unknown> {
+  private handleFrom(batch: Array<Signal>, start: number): Effect.Effect<void> {
     for (let i = start; i < batch.length; i++) {
       const effect = this.handle(batch[i]!)
-      if (effect !== undefined) {
-        this.cursor = i
-        return Effect.flatMap(effect, () => this.handleFrom(batch, i + 1))
-      }
+      if (effect === undefined) continue
+      return Effect.matchCauseEffect(effect, {
+        onSuccess: () => this.handleFrom(batch, i + 1),
+        onFailure: (cause) =>
+          Effect.andThen(
+            this.onFailure(cause),
+            Effect.suspend(() => this.handleFrom(batch, i + 1))
+          )
+      })
     }
     return Effect.void
-  }
-
-  private setState: ((state: unknown) => void) | undefined = undefined
-  private get stateSetter(): (state: unknown) => void {
-    return (this.setState ??= (state) => {
-      this.state = state
-    })
   }
 
   /** The effect for one signal, or undefined when there is nothing to run. */
@@ -488,38 +392,46 @@ export class ActorImpl implements Connection.Connection<unknown> {
           this.started = true
         })
       case "Closed":
-        return this.finish()
+        return this.runCloseCallbacks()
     }
   }
+
+  private get stateSetter(): (state: unknown) => void {
+    return (this.setState ??= (state) => {
+      this.state = state
+    })
+  }
+
+  private onFailure(cause: Cause.Cause<unknown>): Effect.Effect<void> {
+    if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+    this.crashed = true
+    if (this.phase === phases.closed) {
+      // the failure came from onClose's turn or after the socket closed: log, then end
+      return this.logCause("behavior failed", cause)
+    }
+    this.closeWith(CloseCode.InternalError, "internal error", CloseReason.crash(cause))
+    if (this.closeReason?._tag !== "Crash") this.closeReason = CloseReason.crash(cause)
+    return this.logCause("behavior failed; closing with 1011", cause)
+  }
+
+  // ---------------------------------------------------------------- the end
 
   /** Resolves once `onClose` has run and the actor left its supervisor. */
   get finished(): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
-      if (this.done) return resume(Effect.void)
-      ;(this.finishWaiters ??= []).push(() => resume(Effect.void))
+      if (this.ended) return resume(Effect.void)
+      ;(this.endWaiters ??= []).push(() => resume(Effect.void))
     })
   }
-  private done = false
-  private finishWaiters: Array<() => void> | undefined = undefined
 
   /** True when `onClose` is to run: it exists, and `init` (if any) succeeded. */
   private needsOnClose(): boolean {
-    const h = this.handlers
-    return h.onClose !== undefined && (h.init === undefined || this.started)
+    return this.handlers.onClose !== undefined && this.started
   }
 
-  /** The actor is gone: leave the supervisor and wake whoever awaits `finished`. */
-  private finished_(): void {
-    this.done = true
-    this.host.remove(this)
-    const waiters = this.finishWaiters
-    this.finishWaiters = undefined
-    if (waiters !== undefined) for (const wake of waiters) wake()
-  }
-
-  private finish(): Effect.Effect<void, unknown> {
-    const h = this.handlers
-    const done = Effect.suspend(() => {
+  /** The `Closed` signal: `onClose` (logged if it fails), the finalizers (last added first), then leave. */
+  private runCloseCallbacks(): Effect.Effect<void, unknown> {
+    const finalize = Effect.suspend(() => {
       const finalizers = this.finalizers
       this.finalizers = undefined
       if (finalizers === undefined) return Effect.void
@@ -529,28 +441,22 @@ export class ActorImpl implements Connection.Connection<unknown> {
         (finalizer) => Effect.catchCause(finalizer, (cause) => this.logCause("connection finalizer failed", cause)),
         { discard: true }
       )
-    }).pipe(Effect.andThen(Effect.sync(() => this.finished_())))
+    }).pipe(Effect.andThen(Effect.sync(() => this.leaveSupervisor())))
     // a behaviour whose init failed has no state to close over
-    if (!this.needsOnClose()) return done
-    return h.onClose!(this, this.closeReason ?? CloseReason.lost, this.state).pipe(
+    if (!this.needsOnClose()) return finalize
+    return this.handlers.onClose!(this, this.closeReason ?? CloseReason.lost, this.state).pipe(
       Effect.catchCause((cause) => this.logCause("onClose failed", cause)),
-      Effect.andThen(done)
+      Effect.andThen(finalize)
     )
   }
 
-  private started = false
-
-  private onFailure(cause: Cause.Cause<unknown>): Effect.Effect<void> {
-    if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
-    if (this.phase === phases.closed) {
-      // the failure came from onClose's turn or after the socket closed: log, then finish
-      this.crashed = true
-      return this.logCause("behavior failed", cause)
-    }
-    this.crashed = true
-    this.closeWith(CloseCode.InternalError, "internal error", CloseReason.crash(cause))
-    if (this.closeReason?._tag !== "Crash") this.closeReason = CloseReason.crash(cause)
-    return this.logCause("behavior failed; closing with 1011", cause)
+  /** The actor is gone: leave the supervisor and wake whoever awaits `finished`. */
+  private leaveSupervisor(): void {
+    this.ended = true
+    this.host.remove(this)
+    const waiters = this.endWaiters
+    this.endWaiters = undefined
+    if (waiters !== undefined) for (const wake of waiters) wake()
   }
 
   private logCause(message: string, cause: Cause.Cause<unknown>): Effect.Effect<void> {

@@ -10,7 +10,7 @@
  * …); backpressure flows back through `pause`/`resume`.
  */
 import type { Socket } from "node:net"
-import { ConnectionError, type PreparedMessage, type Supervisor, type Transport } from "@switchboard/core"
+import { ConnectionError, type PreparedMessage, type Reactor } from "@switchboard/core"
 import { WebSocket } from "ws"
 
 /** Counters shared by the transports of one server. */
@@ -22,8 +22,8 @@ export interface ReactorStats {
 const noStats: ReactorStats = { pauses: 0 }
 
 /** A ws connection that is also its actor's outbound writer. */
-export class SwitchboardSocket extends WebSocket implements Transport.Transport {
-  actor: Supervisor.Actor | undefined = undefined
+export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
+  actor: Reactor.Actor | undefined = undefined
   rawSocket: Socket | undefined = undefined
   stats: ReactorStats = noStats
   /** Set while the socket is corked until the end of this event-loop turn. */
@@ -78,7 +78,7 @@ const corkForTurn = (ws: SwitchboardSocket): void => {
 }
 
 // ws calls its listeners with `this` set to the socket, which is always a SwitchboardSocket here
-const actorOf = (ws: WebSocket): Supervisor.Actor => (ws as SwitchboardSocket).actor!
+const actorOf = (ws: WebSocket): Reactor.Actor => (ws as SwitchboardSocket).actor!
 
 function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
   actorOf(this).receiveUnsafe(isBinary ? data : data.toString())
@@ -102,7 +102,7 @@ function onError(this: WebSocket, error: Error & { code?: string }): void {
  * itself (1009 for a message over the limit, 1007, 1002 — and 1008 for a
  * message in too many fragments, which is reported as `MessageTooLarge`).
  */
-export const reasonOf = (error: Error & { code?: string }, limit: number): ConnectionError.Reason => {
+const reasonOf = (error: Error & { code?: string }, limit: number): ConnectionError.Reason => {
   switch (error.code) {
     case "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH":
     case "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH":
@@ -120,7 +120,7 @@ export const reasonOf = (error: Error & { code?: string }, limit: number): Conne
 }
 
 /** Wires a freshly upgraded socket to its actor. */
-export const attach = (ws: SwitchboardSocket, socket: Socket, stats: ReactorStats, actor: Supervisor.Actor): void => {
+export const attach = (ws: SwitchboardSocket, socket: Socket, stats: ReactorStats, actor: Reactor.Actor): void => {
   ws.actor = actor
   ws.rawSocket = socket
   ws.stats = stats

@@ -6,7 +6,7 @@
  * a close frame is answered unless the client is told not to, and
  * `terminate` drops the connection at once.
  */
-import { Message, type PreparedMessage, type Supervisor, type Transport } from "@switchboard/core"
+import { Message, type PreparedMessage, type Reactor } from "@switchboard/core"
 import * as Frame from "../Frame.ts"
 
 export interface Closed {
@@ -14,8 +14,8 @@ export interface Closed {
   readonly reason: string
 }
 
-export class MemoryTransport implements Transport.Transport {
-  actor: Supervisor.Actor | undefined = undefined
+export class MemoryTransport implements Reactor.Transport {
+  actor: Reactor.Actor | undefined = undefined
   readonly frames: Array<Frame.Frame> = []
   private buffered = 0
   private frameWaiters: Array<() => void> = []

@@ -1,6 +1,6 @@
 /**
- * Errors of the Node server layer: it could not listen, or an option was
- * invalid. Both fail the layer when it is built, before any connection.
+ * Errors of a server layer (any reactor): it could not listen, or an option
+ * was invalid. Both fail the layer when it is built, before any connection.
  *
  * @since 0.1.0
  */

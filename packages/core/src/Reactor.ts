@@ -1,0 +1,126 @@
+/**
+ * The reactor contract: everything a reactor (the code that owns sockets:
+ * the Node `ws` reactor, the in-memory test reactor, a Bun reactor)
+ * implements or calls, in one place.
+ *
+ * A reactor builds an `Admission` for its server options, which resolves the
+ * routes (`Route`: a behaviour with its `RouteSettings`) and makes the
+ * `Supervisor`. For each socket whose upgrade is admitted it then:
+ *
+ * 1. implements a `Transport`, the outbound half: what the actor and the hub
+ *    write through (synchronous, never throws);
+ * 2. calls `supervisor.accept(route, transport, info)` and gets an `Actor`,
+ *    the inbound half: one synchronous call per socket event
+ *    (`receiveUnsafe`, `pongUnsafe`, `drainUnsafe`, `closedUnsafe`, …);
+ * 3. honours backpressure both ways: it stops reading when the actor calls
+ *    `transport.pause()` and reads again on `resume()`; it reports the
+ *    socket's drain with `actor.drainUnsafe()` when the actor called
+ *    `flush()`.
+ *
+ * Nothing above a reactor touches a socket, so a behaviour runs unchanged on
+ * any reactor.
+ *
+ * @since 0.1.0
+ */
+import type { Effect } from "effect"
+import type * as Behavior from "./Behavior.ts"
+import type * as Connection from "./Connection.ts"
+import type * as ConnectionError from "./ConnectionError.ts"
+import type * as Keepalive from "./Keepalive.ts"
+import type { Message } from "./Message.ts"
+import type { PreparedMessage } from "./PreparedMessage.ts"
+import type * as RateLimit from "./RateLimit.ts"
+
+/**
+ * The outbound half: what an actor needs from the socket it is attached to.
+ * One per connection.
+ *
+ * A transport may coalesce writes: the Node reactor corks a socket on its
+ * first write of an event-loop turn and flushes every corked socket once at
+ * the end of the turn, so a batch of replies or a burst of broadcasts leaves
+ * in one system call. `flush` pushes the buffered writes out at once.
+ *
+ * Every method is synchronous and must not throw: a reactor that cannot write
+ * (the socket is gone) ignores the call and reports the close through
+ * `Actor.closedUnsafe`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Transport {
+  /** Writes a text (`string`) or binary (`Uint8Array`) message as one frame. */
+  send(message: Message): void
+  /** Writes a message that was framed once for many sockets (`prepared.bytes` as they are). */
+  sendPrepared(prepared: PreparedMessage): void
+  /** Sends a ping frame. */
+  ping(): void
+  /** Starts the close handshake: sends a close frame with this code and reason. */
+  close(code: number, reason: string): void
+  /** Destroys the TCP connection at once, without a close handshake. */
+  terminate(): void
+  /** Bytes written but not yet handed to the kernel. */
+  readonly bufferedAmount: number
+  /** Stops reading from the peer (TCP backpressure), while the mailbox is full. */
+  pause(): void
+  /** Reads from the peer again. */
+  resume(): void
+  /**
+   * Hands coalesced writes to the socket now, and reports the next drain
+   * through `Actor.drainUnsafe` (at once if nothing is buffered). The actor
+   * calls it when `send` has to wait for the socket.
+   */
+  flush(): void
+}
+
+/**
+ * The inbound half: the reactor's handle on an actor, one method per socket
+ * event. All are synchronous and cheap; none throws.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Actor {
+  /** The route's `maxMessageBytes`, for the reactor's frame parser. */
+  readonly maxMessageBytes: number
+  /** Resolves once the actor has run `onClose` and left the supervisor. */
+  readonly finished: Effect.Effect<void>
+  /** The connection as its behaviour sees it. */
+  readonly connection: Connection.Connection<unknown>
+  /** A complete message from the peer. The actor pauses the transport when its mailbox is full. */
+  receiveUnsafe(message: Message): void
+  /** Any other inbound frame (the Node reactor reports pings): counts as activity for keepalive. */
+  activityUnsafe(): void
+  /** A pong from the peer. */
+  pongUnsafe(): void
+  /** The transport's outbound buffer drained. */
+  drainUnsafe(): void
+  /** The peer broke the protocol or a limit; a close follows. */
+  failedUnsafe(reason: ConnectionError.Reason): void
+  /** The socket closed: the peer's close code (1005 without one, 1006 if it dropped) and reason. */
+  closedUnsafe(code: number, reason: string): void
+}
+
+/**
+ * The settings shared by every connection of a route, resolved and checked.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RouteSettings {
+  readonly mailboxCapacity: number
+  readonly highWaterMark: number
+  readonly maxMessageBytes: number
+  readonly timers: Keepalive.Resolved
+  readonly rateLimit: RateLimit.Resolved | undefined
+}
+
+/**
+ * A behaviour with its resolved per-route settings: what `accept` starts.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Route<R> {
+  readonly behavior: Behavior.Behavior<never, R>
+  readonly settings: RouteSettings
+}
