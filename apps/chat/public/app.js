@@ -3,6 +3,29 @@
   const $ = (id) => document.getElementById(id)
   const state = { ws: undefined, you: undefined, nick: "", room: "", members: new Map() }
 
+  // Two members may share a nick: then each is shown with a short tag derived
+  // from its member id ("ada#3f2a"), in the member list and on its messages.
+  const tag = (id) => {
+    let hash = 0x811c9dc5 // FNV-1a
+    for (let i = 0; i < id.length; i++) hash = Math.imul(hash ^ id.charCodeAt(i), 0x01000193)
+    return (hash >>> 0).toString(16).padStart(8, "0").slice(0, 4)
+  }
+  let nickCounts = new Map()
+  const membersChanged = () => {
+    nickCounts = new Map()
+    for (const nick of state.members.values()) nickCounts.set(nick, (nickCounts.get(nick) ?? 0) + 1)
+  }
+  // tagged when another member (not `id` itself) has this nick
+  const label = (id, nick) => {
+    const others = (nickCounts.get(nick) ?? 0) - (state.members.get(id) === nick ? 1 : 0)
+    return others > 0 ? `${nick}#${tag(id)}` : nick
+  }
+  const relabel = () => {
+    for (const who of document.querySelectorAll("#messages .who")) {
+      who.textContent = label(who.dataset.from, who.dataset.nick)
+    }
+  }
+
   const time = (at) => new Date(at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
   const scroll = () => {
     const list = $("messages")
@@ -18,10 +41,12 @@
   const addMessage = (entry, extra = "") => {
     const li = document.createElement("li")
     const bubble = document.createElement("div")
-    bubble.className = `msg${entry.nick === state.nick ? " mine" : ""}${extra}`
+    bubble.className = `msg${entry.from === state.you ? " mine" : ""}${extra}`
     const who = document.createElement("span")
     who.className = "who"
-    who.textContent = entry.nick
+    who.dataset.from = entry.from
+    who.dataset.nick = entry.nick
+    who.textContent = label(entry.from, entry.nick)
     const text = document.createElement("span")
     text.className = "text"
     text.textContent = entry.text
@@ -37,11 +62,12 @@
     list.replaceChildren()
     for (const [id, nick] of state.members) {
       const li = document.createElement("li")
-      li.textContent = nick
+      li.textContent = label(id, nick)
       if (id === state.you) li.className = "me"
       list.append(li)
     }
     $("member-count").textContent = String(state.members.size)
+    relabel()
   }
   const setStatus = (text, kind) => {
     $("status").textContent = text
@@ -53,10 +79,12 @@
       case "joined":
         state.you = message.you
         state.members = new Map(message.members.map((m) => [m.id, m.nick]))
+        membersChanged()
+        state.nick = state.members.get(message.you) ?? state.nick
         $("room-name").textContent = message.room
         $("messages").replaceChildren()
         for (const entry of message.history) addMessage(entry, " history")
-        addLine("notice", `You joined #${message.room} as ${state.nick}`)
+        addLine("notice", `You joined #${message.room} as ${label(message.you, state.nick)}`)
         renderMembers()
         $("login").hidden = true
         $("chat").hidden = false
@@ -66,9 +94,12 @@
         addMessage(message)
         break
       case "presence":
+        // the label is taken while the member is listed: a nick it shared is still shared
         if (message.event === "joined") state.members.set(message.id, message.nick)
-        else state.members.delete(message.id)
-        addLine("notice", `${message.nick} ${message.event === "joined" ? "joined" : "left"}`)
+        membersChanged()
+        addLine("notice", `${label(message.id, message.nick)} ${message.event}`)
+        if (message.event === "left") state.members.delete(message.id)
+        membersChanged()
         renderMembers()
         break
       case "error":

@@ -8,13 +8,19 @@
  *
  * The protocol is JSON, decoded with Schema. Input that does not decode, or
  * is too long, gets an `error` message back; the connection stays open.
+ * Nicks and messages lose their invisible characters (`Sanitize.ts`); each
+ * message carries its sender's member id (`from`), so two people with one
+ * nick stay apart. The history is bounded as a whole (`History.ts`):
+ * HISTORY_ROOMS (1000), HISTORY_MESSAGES per room (50), HISTORY_BYTES (8 MiB).
  */
 import { readFileSync } from "node:fs"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Backplane, Behavior, type Connection, Hub } from "@switchboard/core"
+import { Backplane, Behavior, type Connection, Hub, type RateLimit } from "@switchboard/core"
 import { NodeServer } from "@switchboard/node"
-import { Config, Context, Effect, Layer, Schema } from "effect"
+import { Config, Effect, Layer, Schema } from "effect"
+import * as History from "./History.ts"
+import * as Sanitize from "./Sanitize.ts"
 
 // 1. The protocol. Client → server:
 const Nick = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(24))
@@ -29,14 +35,9 @@ const Inbound = Schema.fromJsonString(
 const decodeInbound = Schema.decodeUnknownEffect(Inbound)
 /** Longer input is answered with an error before it is parsed (the socket limit, 64 KiB, closes with 1009). */
 const maxInputChars = 4096
-const historySize = 50
 
-// Server → client: joined, message, presence, error.
-interface Entry {
-  readonly nick: string
-  readonly text: string
-  readonly at: number
-}
+// Server → client: joined, message, presence, error. Entries (`from`, `nick`, `text`, `at`) are kept by History.
+type Entry = History.Entry
 type Outbound =
   | {
       readonly type: "joined"
@@ -56,13 +57,9 @@ type Outbound =
   | { readonly type: "error"; readonly message: string }
 const send = (conn: Connection.Connection<never>, message: Outbound) => conn.send(JSON.stringify(message))
 
-// 2. The last messages of each room (one process; a backplane would share it between processes).
-class History extends Context.Service<History, Map<string, Array<Entry>>>()("chat/History") {
-  static readonly layer = Layer.sync(History)(() => new Map())
-}
-
-// 3. The behaviour: state is who this connection is and where.
+// 2. The behaviour: state is who this connection is (member id and nick, once joined) and where.
 interface State {
+  readonly id: string
   readonly nick: string
   readonly room: string | undefined
 }
@@ -71,7 +68,7 @@ const nickOf = (meta: unknown) =>
   typeof meta === "object" && meta !== null && "nick" in meta ? String(meta.nick) : "anonymous"
 
 const Chat = Behavior.make({
-  init: (_conn: Connection.Connection<Hub.Presence>) => Effect.succeed<State>({ nick: "", room: undefined }),
+  init: (_conn: Connection.Connection<Hub.Presence>) => Effect.succeed<State>({ id: "", nick: "", room: undefined }),
 
   onMessage: (conn, raw, state) =>
     Effect.gen(function* () {
@@ -88,31 +85,32 @@ const Chat = Behavior.make({
         return yield* Effect.as(send(conn, { type: "error", message: "not a valid message" }), state)
       }
       const hub = yield* Hub.Hub
-      const history = yield* History
+      const history = yield* History.History
       const command = input.value
       if (command.type === "join") {
-        const nick = command.nick.trim() || "anonymous"
-        if (state.room !== undefined) yield* hub.unsubscribe(state.room, conn)
-        yield* hub.join(command.room, conn, { nick })
-        const members = yield* hub.members(command.room)
+        const id = memberId({ node: hub.node, id: conn.id })
+        const nick = Sanitize.nick(command.nick)
+        // joining the room it is in again only updates the nick (the hub tells the room once, if it changed)
+        if (state.room !== undefined && state.room !== command.room) yield* Hub.unsubscribe(state.room, conn)
+        yield* Hub.join(command.room, conn, { nick })
+        const members = yield* Hub.members(command.room)
         yield* send(conn, {
           type: "joined",
           room: command.room,
-          you: memberId({ node: hub.node, id: conn.id }),
+          you: id,
           members: members.map((m) => ({ id: memberId(m), nick: nickOf(m.meta) })),
-          history: history.get(command.room) ?? []
+          history: yield* history.get(command.room)
         })
-        return { nick, room: command.room }
+        return { id, nick, room: command.room }
       }
       if (state.room === undefined) {
         return yield* Effect.as(send(conn, { type: "error", message: "join a room first" }), state)
       }
-      const entry: Entry = { nick: state.nick, text: command.text, at: Date.now() }
-      const log = history.get(state.room) ?? []
-      log.push(entry)
-      if (log.length > historySize) log.shift()
-      history.set(state.room, log)
-      yield* hub.broadcast(state.room, JSON.stringify({ type: "message", room: state.room, ...entry }))
+      const text = Sanitize.text(command.text)
+      if (text.trim() === "") return yield* Effect.as(send(conn, { type: "error", message: "empty message" }), state)
+      const entry: Entry = { from: state.id, nick: state.nick, text, at: Date.now() }
+      yield* history.add(state.room, entry)
+      yield* Hub.broadcast(state.room, JSON.stringify({ type: "message", room: state.room, ...entry }))
       return state
     }),
 
@@ -129,7 +127,7 @@ const Chat = Behavior.make({
     )
 })
 
-// 4. The page: three static files, read once.
+// 3. The page: three static files, read once.
 const publicDir = new URL("../public/", import.meta.url)
 const files: Record<string, { type: string; body: Buffer }> = {
   "/": { type: "text/html; charset=utf-8", body: readFileSync(new URL("index.html", publicDir)) },
@@ -142,19 +140,44 @@ const servePage = (req: IncomingMessage, res: ServerResponse) => {
   res.writeHead(200, { "Content-Type": file.type, "Cache-Control": "no-cache" }).end(file.body)
 }
 
-// 5. The server.
+// 4. The server: one client may not flood a room (RATE_LIMIT messages a second, default 20, twice that
+//    at once; the rest are dropped with one notice), hold more than MAX_CONNECTIONS_PER_IP connections
+//    (64), or fill the history (see History.ts for its bounds).
+const rateLimitOf = (perSecond: number): RateLimit.Options | false =>
+  perSecond === 0
+    ? false
+    : {
+        messagesPerSecond: perSecond,
+        burstMessages: 2 * perSecond,
+        onExceed: "drop",
+        notice: JSON.stringify({ type: "error", message: "sending too fast: messages are being dropped" })
+      }
+const count = (name: string, fallback: number) =>
+  Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)), name).pipe(Config.withDefault(fallback))
+const bytes = (name: string, fallback: number) =>
+  count(name, fallback).pipe(Config.orElse(() => Config.ByteSize(name).pipe(Config.map(Number)))) // 8388608 or "8 MiB"
 const ChatServer = Layer.unwrap(
   Effect.gen(function* () {
     const port = yield* Config.Port("PORT").pipe(Config.withDefault(8080))
     const host = yield* Config.String("HOST").pipe(Config.withDefault("127.0.0.1"))
-    yield* Effect.logInfo(`chat: open http://${host}:${port}/`)
+    const rateLimit = yield* count("RATE_LIMIT", 20)
+    const history: History.Options = {
+      maxRooms: yield* count("HISTORY_ROOMS", History.defaults.maxRooms),
+      perRoom: yield* count("HISTORY_MESSAGES", History.defaults.perRoom),
+      maxBytes: yield* bytes("HISTORY_BYTES", History.defaults.maxBytes)
+    }
+    yield* Effect.logInfo(
+      `chat: open http://${host}:${port}/ (history: ${history.maxRooms} rooms, ` +
+        `${history.perRoom} messages each, ${history.maxBytes} bytes; rate limit ${rateLimit || "off"}/s)`
+    )
     return NodeServer.layer({
       port,
       host,
-      routes: { "/chat": { behavior: Chat, maxMessageBytes: 64 * 1024 } },
+      routes: { "/chat": { behavior: Chat, maxMessageBytes: 64 * 1024, rateLimit: rateLimitOf(rateLimit) } },
+      maxConnectionsPerIp: yield* count("MAX_CONNECTIONS_PER_IP", 64),
       onRequest: servePage
-    })
+    }).pipe(Layer.provide(History.layer(history)))
   })
-).pipe(Layer.provide(Hub.layer()), Layer.provide(Backplane.layerMemory), Layer.provide(History.layer))
+).pipe(Layer.provide(Hub.layer()), Layer.provide(Backplane.layerMemory))
 
 NodeRuntime.runMain(Layer.launch(ChatServer))

@@ -93,4 +93,23 @@ describe("chat in two browsers", () => {
     expect(await messages(elsewhere)).toEqual([])
     await Promise.all([first.close(), elsewhere.close(), late.close()])
   })
+
+  it("tells two members with one nick apart with a short tag, in the list and on their messages", async () => {
+    const one = await browser.newPage()
+    const two = await browser.newPage()
+    await join(one, "ada", "twins")
+    await join(two, "ada", "twins")
+    await expect.poll(async () => (await members(one)).length).toBe(2)
+    const labels = await members(one)
+    expect(labels).toEqual(await members(two))
+    expect(labels.every((label) => /^ada#[0-9a-f]{4}$/.test(label))).toBe(true)
+    expect(labels[0]).not.toBe(labels[1])
+    await say(two, "which ada?")
+    await expect.poll(() => one.locator("#messages .msg .who").allInnerTexts()).toEqual([labels[1]])
+    await two.close()
+    await expect.poll(() => members(one)).toEqual(["ada"])
+    // the message is still not the remaining ada's: it keeps its tag
+    expect(await one.locator("#messages .msg .who").allInnerTexts()).toEqual([labels[1]])
+    await one.close()
+  })
 })

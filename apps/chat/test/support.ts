@@ -1,4 +1,4 @@
-/** Starts the chat app as a child process on a free port of 127.0.0.1, as `pnpm start` would. */
+/** Starts the chat app as a child process on a free port of 127.0.0.1, as `pnpm start` would (with `env` added). */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as Net from "node:net"
 
@@ -29,11 +29,11 @@ export interface ChatServer {
   readonly stop: () => Promise<void>
 }
 
-export const startChat = async (): Promise<ChatServer> => {
+export const startChat = async (env: Record<string, string> = {}): Promise<ChatServer> => {
   const port = await freePort()
   const child: ChildProcess = spawn(process.execPath, ["src/main.ts"], {
     cwd: new URL("..", import.meta.url).pathname,
-    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1" },
+    env: { ...process.env, ...env, PORT: String(port), HOST: "127.0.0.1" },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""
