@@ -64,13 +64,14 @@ const heardBy = (log: ReadonlyArray<Heard>, conn: Connection.Connection<never>) 
   log.filter((heard) => heard.to === conn.id).map((heard) => `${heard.event._tag}:${heard.event.member.id}`)
 
 /**
- * The length of the connection's finalizer list. It is private to the actor
+ * The number of the connection's finalizers. It is private to the actor
  * and read here on purpose: the hub must add one finalizer per connection,
  * not one per subscription. A renamed field reads as 0, failing the tests.
  */
 const finalizerCount = (conn: Connection.Connection<never>): number => {
-  const list: unknown = Reflect.get(conn, "finalizers")
-  return Array.isArray(list) ? list.length : 0
+  const finalizers: unknown = Reflect.get(conn, "finalizers")
+  const size: unknown = typeof finalizers === "object" && finalizers !== null ? Reflect.get(finalizers, "size") : 0
+  return typeof size === "number" ? size : 0
 }
 
 describe("Hub", () => {

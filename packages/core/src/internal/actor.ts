@@ -6,8 +6,10 @@
  * reactor pushes into the mailbox synchronously; the first push into an empty
  * mailbox forks a drain fiber, which takes the whole mailbox as a batch,
  * handles it one message at a time (the transport coalesces the batch's writes)
- * and ends when the mailbox is empty. So an idle connection costs this record
- * and its socket, nothing else (see docs/adr/0001-hibernating-actors.md).
+ * and ends when the mailbox is empty (`drain.ts`). So an idle connection
+ * costs this record and its socket, nothing else (see
+ * docs/adr/0001-hibernating-actors.md). Its timers are checked by the
+ * supervisor's sweeper (`sweeper.ts`), from the timestamps kept here.
  *
  * How a connection ends: the socket closes (`closedUnsafe`), a `Closed`
  * signal runs `onClose` and the finalizers (`runCloseCallbacks`), and the
@@ -15,17 +17,19 @@
  * `finished`. An idle actor with nothing to run leaves at once, without a
  * fiber.
  */
-import { Cause, type Context, Effect, type Exit, type Fiber } from "effect"
+import { type Cause, type Context, Effect, type Exit, type Fiber } from "effect"
 import type * as Behavior from "../Behavior.ts"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
 import type * as Connection from "../Connection.ts"
 import * as ConnectionError from "../ConnectionError.ts"
 import type * as Handshake from "../Handshake.ts"
-import { isMessage, type Message } from "../Message.ts"
+import type { Message } from "../Message.ts"
 import type { PreparedMessage } from "../PreparedMessage.ts"
 import type { RouteSettings, Transport } from "../Reactor.ts"
 import { handlersOf } from "./behavior.ts"
+import { wake } from "./drain.ts"
+import { Finalizers } from "./finalizers.ts"
 import { Closed, Mailbox, Open, type Signal } from "./mailbox.ts"
 import { admitUnsafe, TokenBucket } from "./tokenBucket.ts"
 
@@ -59,12 +63,12 @@ export class ActorImpl implements Connection.Connection<unknown> {
   readonly request: Handshake.UpgradeRequest
   readonly auth: unknown
   // the supervisor runs every fiber with the server's services, so R is provided
-  private readonly handlers: Behavior.Handlers<unknown, unknown, unknown, never>
+  readonly handlers: Behavior.Handlers<unknown, unknown, unknown, never>
 
   // the behaviour's state and the connection's life
   state: unknown = undefined
   /** True once `init` succeeded (or there is none): `onClose` runs only then. */
-  private started = false
+  started = false
   phase: Phase = phases.open
   crashed = false
   closeReason: CloseReason.CloseReason | undefined = undefined
@@ -83,21 +87,21 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   // the mailbox and its drain fiber
   /** Allocated on the first signal. */
-  private mailbox: Mailbox | undefined = undefined
+  mailbox: Mailbox | undefined = undefined
   /** True while a drain fiber runs (or is about to). */
-  private running = false
+  running = false
   fiber: Fiber.Fiber<void, never> | undefined = undefined
   /** The drain effect and its exit observer, made on the first message: an idle connection holds no effect objects. */
-  private drain: Effect.Effect<void> | undefined = undefined
-  private onDrainExit: ((exit: Exit.Exit<void>) => void) | undefined = undefined
-  private setState: ((state: unknown) => void) | undefined = undefined
+  drain: Effect.Effect<void> | undefined = undefined
+  onDrainExit: ((exit: Exit.Exit<void>) => void) | undefined = undefined
+  setState: ((state: unknown) => void) | undefined = undefined
   /** A `send` waiting for the socket to drain. */
   private drainWaiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
   /** The route's rate limit; undefined on routes without one. */
   private readonly bucket: TokenBucket | undefined
 
   // the end
-  private finalizers: Array<Effect.Effect<void>> | undefined = undefined
+  private finalizers: Finalizers | undefined = undefined
   /** True once the actor left its supervisor. */
   private ended = false
   private endWaiters: Array<() => void> | undefined = undefined
@@ -153,7 +157,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     if (mailbox.pushMessage(message, this.settings.mailboxCapacity, this.settings.maxMessageBytes)) {
       this.transport.pause()
     }
-    this.wake()
+    wake(this)
   }
 
   /** Any inbound frame that is not a message or a pong (the Node reactor reports pings). */
@@ -232,7 +236,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   addFinalizer(finalizer: Effect.Effect<void>): Effect.Effect<void> {
     return Effect.suspend(() => {
       if (this.ended) return finalizer
-      ;(this.finalizers ??= []).push(finalizer)
+      ;(this.finalizers ??= new Finalizers()).add(finalizer)
       return Effect.void
     })
   }
@@ -296,122 +300,11 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.transport.terminate()
   }
 
-  // ---------------------------------------------------------------- mailbox and drain loop
+  // ---------------------------------------------------------------- the mailbox (its drain loop is drain.ts)
 
   private push(signal: Signal): void {
     ;(this.mailbox ??= new Mailbox()).push(signal)
-    this.wake()
-  }
-
-  /** Forks the drain fiber if none runs. */
-  private wake(): void {
-    if (this.running) return
-    this.running = true
-    // The drain starts on the next scheduler tick, not inside this call: every message the
-    // reactor parses from one TCP read lands in the same batch, whose replies go out in one write.
-    this.fiber = this.host.fork(
-      (this.drain ??= Effect.andThen(
-        Effect.yieldNow,
-        Effect.suspend(() => this.next())
-      ))
-    )
-    this.fiber.addObserver((this.onDrainExit ??= (exit) => this.drainExited(exit)))
-  }
-
-  /**
-   * The drain loop handles every failure of a callback itself; a drain fiber
-   * that still ends in failure hit something the loop could not catch (a
-   * callback that returned a non-effect, a throwing logger). Supervise it
-   * the same way: close with 1011, and let a new drain deliver the close.
-   */
-  private drainExited(exit: Exit.Exit<void>): void {
-    if (exit._tag === "Success" || Cause.hasInterruptsOnly(exit.cause)) return
-    this.running = false
-    this.fiber = undefined
-    this.crashed = true
-    this.host.fork(this.logCause("actor died; closing with 1011", exit.cause))
-    this.closeWith(CloseCode.InternalError, "internal error", CloseReason.crash(exit.cause))
-    if ((this.mailbox?.size ?? 0) > 0) this.wake()
-  }
-
-  /** Takes the mailbox as one batch and handles it; again until the mailbox is empty. */
-  private next(): Effect.Effect<void> {
-    const mailbox = this.mailbox
-    if (mailbox === undefined || mailbox.size === 0) {
-      this.running = false
-      this.fiber = undefined
-      return Effect.void
-    }
-    const batch = mailbox.takeAll()
-    if (mailbox.paused) {
-      mailbox.paused = false
-      this.transport.resume()
-    }
-    return Effect.flatMap(this.handleFrom(batch, 0), () => {
-      mailbox.recycle(batch)
-      return this.next()
-    })
-  }
-
-  /**
-   * Handles `batch` from `start`, one signal at a time. A failure crashes the
-   * actor and the batch goes on after the signal that failed: messages and
-   * infos are skipped (the actor has crashed), but a close signal behind the
-   * failure still runs `onClose`.
-   */
-  private handleFrom(batch: Array<Signal>, start: number): Effect.Effect<void> {
-    for (let i = start; i < batch.length; i++) {
-      const effect = this.handle(batch[i]!)
-      if (effect === undefined) continue
-      return Effect.matchCauseEffect(effect, {
-        onSuccess: () => this.handleFrom(batch, i + 1),
-        onFailure: (cause) =>
-          Effect.andThen(
-            this.onFailure(cause),
-            Effect.suspend(() => this.handleFrom(batch, i + 1))
-          )
-      })
-    }
-    return Effect.void
-  }
-
-  /** The effect for one signal, or undefined when there is nothing to run. */
-  private handle(signal: Signal): Effect.Effect<void, unknown> | undefined {
-    const h = this.handlers
-    if (isMessage(signal)) {
-      if (this.crashed || h.onMessage === undefined) return undefined
-      return Effect.map(h.onMessage(this, signal, this.state), this.stateSetter)
-    }
-    switch (signal._tag) {
-      case "Info":
-        if (this.crashed || h.onInfo === undefined) return undefined
-        return Effect.map(h.onInfo(this, signal.value, this.state), this.stateSetter)
-      case "Open":
-        return Effect.map(h.init!(this), (state) => {
-          this.state = state
-          this.started = true
-        })
-      case "Closed":
-        return this.runCloseCallbacks()
-    }
-  }
-
-  private get stateSetter(): (state: unknown) => void {
-    return (this.setState ??= (state) => {
-      this.state = state
-    })
-  }
-
-  private onFailure(cause: Cause.Cause<unknown>): Effect.Effect<void> {
-    if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
-    this.crashed = true
-    if (this.phase === phases.closed) {
-      // the failure came from onClose's turn or after the socket closed: log, then end
-      return this.logCause("behavior failed", cause)
-    }
-    this.closeWith(CloseCode.InternalError, "internal error", CloseReason.crash(cause))
-    if (this.closeReason?._tag !== "Crash") this.closeReason = CloseReason.crash(cause)
-    return this.logCause("behavior failed; closing with 1011", cause)
+    wake(this)
   }
 
   // ---------------------------------------------------------------- the end
@@ -430,18 +323,11 @@ export class ActorImpl implements Connection.Connection<unknown> {
   }
 
   /** The `Closed` signal: `onClose` (logged if it fails), the finalizers (last added first), then leave. */
-  private runCloseCallbacks(): Effect.Effect<void, unknown> {
-    const finalize = Effect.suspend(() => {
-      const finalizers = this.finalizers
-      this.finalizers = undefined
-      if (finalizers === undefined) return Effect.void
-      // like a Scope: last added, first run; one failing finalizer does not stop the others
-      return Effect.forEach(
-        finalizers.reverse(),
-        (finalizer) => Effect.catchCause(finalizer, (cause) => this.logCause("connection finalizer failed", cause)),
-        { discard: true }
-      )
-    }).pipe(Effect.andThen(Effect.sync(() => this.leaveSupervisor())))
+  runCloseCallbacks(): Effect.Effect<void, unknown> {
+    const finalize = Effect.andThen(
+      Effect.suspend(() => this.finalizers?.runAll((message, cause) => this.logCause(message, cause)) ?? Effect.void),
+      Effect.sync(() => this.leaveSupervisor())
+    )
     // a behaviour whose init failed has no state to close over
     if (!this.needsOnClose()) return finalize
     return this.handlers.onClose!(this, this.closeReason ?? CloseReason.lost, this.state).pipe(
@@ -459,7 +345,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     if (waiters !== undefined) for (const wake of waiters) wake()
   }
 
-  private logCause(message: string, cause: Cause.Cause<unknown>): Effect.Effect<void> {
+  logCause(message: string, cause: Cause.Cause<unknown>): Effect.Effect<void> {
     return Effect.logError(message, cause).pipe(Effect.annotateLogs({ connectionId: this.id }))
   }
 }
