@@ -178,12 +178,17 @@ export class ActorImpl implements Connection.Connection<unknown> {
     }
   }
 
-  /** The peer broke the protocol or a limit; the reactor closes the socket next. */
+  /**
+   * The peer broke the protocol or a limit; the reactor sends the close frame
+   * itself, so `closeTimeout` runs from now, as after a close the actor sent.
+   */
   failedUnsafe(reason: ConnectionError.Reason): void {
     if (this.closeReason === undefined) {
       this.closeReason = CloseReason.error(new ConnectionError.ConnectionError({ connectionId: this.id, reason }))
     }
-    if (this.phase === phases.open) this.phase = phases.closing
+    if (this.phase !== phases.open) return
+    this.phase = phases.closing
+    this.closeSentAt = this.host.now
   }
 
   /** The socket is closed; `code` is the peer's close code (1005 without one, 1006 if it dropped). */
