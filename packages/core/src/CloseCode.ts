@@ -4,9 +4,12 @@
  *
  * @example
  * ```ts
- * import { CloseCode } from "@switchboard/core"
+ * import { Behavior, CloseCode } from "@switchboard/core"
  *
- * conn.close(CloseCode.PolicyViolation, "not allowed")
+ * const TextOnly = Behavior.make({
+ *   onMessage: (conn, message) =>
+ *     typeof message === "string" ? conn.send(message) : conn.close(CloseCode.UnsupportedData, "text only")
+ * })
  * ```
  *
  * @since 0.1.0

@@ -34,7 +34,6 @@ export interface Request {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { Behavior, CloseCode } from "@switchboard/core"
  *
  * const Guarded = Behavior.make({

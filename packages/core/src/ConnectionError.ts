@@ -118,11 +118,13 @@ export type Reason =
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { ConnectionError } from "@switchboard/core"
+ * import type { Connection } from "@switchboard/core"
  *
- * const program = conn.tell("tick").pipe(
- *   Effect.catchReason("ConnectionError", "MailboxFull", () => Effect.logWarning("busy, dropped"))
- * )
+ * // a tick that finds the mailbox full is dropped; NotOpen still fails
+ * const tick = (conn: Connection.Connection<"tick">) =>
+ *   conn.tell("tick").pipe(
+ *     Effect.catchReason("ConnectionError", "MailboxFull", () => Effect.logWarning("busy, dropped"))
+ *   )
  * ```
  *
  * @since 0.1.0

@@ -323,7 +323,6 @@ export const make = (options: Options = {}): Effect.Effect<Hub["Service"], never
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
  * import { Behavior, Hub } from "@switchboard/core"
  *
  * // every message goes to everyone else in the lobby

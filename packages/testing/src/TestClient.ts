@@ -17,7 +17,10 @@
  * import { expect, it } from "@effect/vitest"
  * import { Effect } from "effect"
  * import { TestClock } from "effect/testing"
+ * import { Behavior } from "@switchboard/core"
  * import { TestClient } from "@switchboard/testing"
+ *
+ * const Echo = Behavior.make({ onMessage: (conn, message) => conn.send(message) })
  *
  * it.effect("closes a client that never answers a ping", () =>
  *   Effect.gen(function*() {
