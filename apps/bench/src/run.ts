@@ -15,11 +15,12 @@
  * `--write` path is resolved against the repository root; the file's
  * "## Latest results" section is replaced and every other line kept.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import * as Fs from "node:fs"
-import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { sleep } from "../../../test-support/poll.ts"
+import { type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
 
 const benchDir = Path.resolve(import.meta.dirname, "..")
 const repoRoot = Path.resolve(benchDir, "../..")
@@ -161,8 +162,6 @@ const clockTicks = ((): number => {
 const cpuCount = Os.availableParallelism()
 const pinning = cpuCount >= 2 && commandWorks("taskset", ["-V"])
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
 // ---------------------------------------------------------------------------
 // /proc sampling
 
@@ -191,34 +190,12 @@ const cpuPercent = (from: ProcSample | undefined, to: ProcSample | undefined): n
 // ---------------------------------------------------------------------------
 // processes
 
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = Net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
-
-const canConnect = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = Net.connect({ port, host: "127.0.0.1" })
-    socket.once("connect", () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once("error", () => resolve(false))
-  })
-
 interface Server {
   readonly impl: Impl
   readonly pid: number
   readonly port: number
   readonly logPath: string
-  readonly child: ChildProcess
-  readonly exit: () => { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined
+  readonly process: NodeProcess
 }
 
 const logTail = (path: string, lines = 20): string => {
@@ -230,55 +207,36 @@ const logTail = (path: string, lines = 20): string => {
 }
 
 const startServer = async (impl: Impl, scenario: ScenarioName): Promise<Server> => {
-  const port = await freePort()
   Fs.mkdirSync(logDir, { recursive: true })
   const logPath = Path.join(logDir, `${scenario}-${impl.key}.log`)
-  const logFd = Fs.openSync(logPath, "w")
-  const node = process.execPath
-  const [command, args] = pinning ? ["taskset", ["-c", "0", node, impl.script]] : [node, [impl.script]]
-  const child = spawn(command, args, {
-    cwd: repoRoot,
-    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1" },
-    stdio: ["ignore", logFd, logFd]
-  })
-  Fs.closeSync(logFd)
-  let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined
-  child.once("exit", (code, signal) => {
-    exited = { code, signal }
-  })
-  if (child.pid === undefined) fail(`could not start ${impl.label} (${command})`)
-  const server: Server = { impl, pid: child.pid ?? 0, port, logPath, child, exit: () => exited }
-  const deadline = performance.now() + 20_000
-  while (performance.now() < deadline) {
-    if (exited !== undefined) {
-      fail(`${impl.label} exited while starting (code ${exited.code}, signal ${exited.signal}):\n${logTail(logPath)}`)
-    }
-    if (await canConnect(port)) return server
-    await sleep(100)
+  try {
+    const server = await startNodeProcess(
+      impl.script,
+      {},
+      {
+        cwd: repoRoot,
+        logFile: logPath,
+        timeoutMs: 20_000,
+        name: impl.label,
+        ...(pinning ? { prefix: ["taskset", "-c", "0"] } : {})
+      }
+    )
+    return { impl, pid: server.pid, port: server.port, logPath, process: server }
+  } catch (error) {
+    return fail(error instanceof Error ? error.message : String(error))
   }
-  child.kill("SIGKILL")
-  return fail(`${impl.label} did not listen on 127.0.0.1:${port} within 20 s:\n${logTail(logPath)}`)
-}
-
-const waitExit = async (server: Server, ms: number): Promise<boolean> => {
-  const deadline = performance.now() + ms
-  while (server.exit() === undefined && performance.now() < deadline) await sleep(50)
-  return server.exit() !== undefined
 }
 
 const stopServer = async (server: Server, scenario: ScenarioName): Promise<void> => {
-  const before = server.exit()
+  const before = server.process.exitStatus()
   if (before !== undefined) {
     problems.push(
       `${server.impl.label} (${scenario}) exited by itself during the run (code ${before.code}, signal ${before.signal}); log tail:\n${logTail(server.logPath)}`
     )
     return
   }
-  server.child.kill("SIGTERM")
-  if (!(await waitExit(server, 5_000))) {
+  if ((await server.process.stop({ graceMs: 5_000 })) === "killed") {
     problems.push(`${server.impl.label} (${scenario}) did not exit within 5 s of SIGTERM; killed`)
-    server.child.kill("SIGKILL")
-    await waitExit(server, 5_000)
   }
   const log = Fs.readFileSync(server.logPath, "utf8")
   const bad = log.split("\n").filter((line) => /error|warn|fatal|exception|leak/i.test(line))

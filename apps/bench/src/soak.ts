@@ -26,12 +26,16 @@
  *
  *   SOAK_SECONDS=120 SOAK_SAMPLE_SECONDS=5 SOAK_SEED=1 node apps/bench/src/soak.ts
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import WebSocket from "ws"
+import { pollUntil, sleep } from "../../../test-support/poll.ts"
+import { type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
+import { mulberry32 } from "../../../test-support/random.ts"
+import { clientFrame, closeCodeOf, parseServerFrames, upgradeRequest } from "../../../test-support/wire.ts"
 
 const benchDir = Path.resolve(import.meta.dirname, "..")
 const repoRoot = Path.resolve(benchDir, "../..")
@@ -101,29 +105,6 @@ let stopping = false
 // ---------------------------------------------------------------------------
 // the server
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const probe = Net.createServer()
-    probe.once("error", reject)
-    probe.listen(0, host, () => {
-      const address = probe.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      probe.close(() => resolve(port))
-    })
-  })
-
-const canConnect = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = Net.connect({ port, host })
-    socket.once("connect", () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once("error", () => resolve(false))
-  })
-
 const commandWorks = (command: string, args: ReadonlyArray<string>): boolean => {
   try {
     execFileSync(command, args, { stdio: "ignore" })
@@ -135,46 +116,32 @@ const commandWorks = (command: string, args: ReadonlyArray<string>): boolean => 
 const pinning = Os.availableParallelism() >= 2 && commandWorks("taskset", ["-V"])
 
 interface Server {
-  readonly child: ChildProcess
+  readonly process: NodeProcess
   readonly pid: number
   readonly port: number
   readonly logPath: string
-  exited: { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined
 }
 
 const startServer = async (): Promise<Server> => {
-  const port = await freePort()
   Fs.mkdirSync(logDir, { recursive: true })
   const logPath = Path.join(logDir, "soak-server.log")
-  const logFd = Fs.openSync(logPath, "w")
-  const script = Path.join(benchDir, "src", "server.ts")
   // the inspector (loopback, a free port) lets the soak force a GC and read the live heap
   const inspect = inspectHeap ? ["--inspect=127.0.0.1:0"] : []
   // extra node flags for the server only, e.g. SOAK_SERVER_FLAGS=--trace-gc
   const flags = (process.env.SOAK_SERVER_FLAGS ?? "").split(" ").filter((flag) => flag !== "")
-  const nodeArgs = [...inspect, ...flags, script]
-  const [command, args] = pinning
-    ? ["taskset", ["-c", "0", process.execPath, ...nodeArgs]]
-    : [process.execPath, nodeArgs]
-  const child = spawn(command, args, {
-    cwd: repoRoot,
-    env: { ...process.env, PORT: String(port), HOST: host },
-    stdio: ["ignore", logFd, logFd]
-  })
-  Fs.closeSync(logFd)
-  if (child.pid === undefined) throw new Error(`could not start ${command}`)
-  const server: Server = { child, pid: child.pid, port, logPath, exited: undefined }
-  child.once("exit", (code, signal) => {
-    server.exited = { code, signal }
-  })
-  const deadline = performance.now() + 20_000
-  while (performance.now() < deadline) {
-    if (server.exited !== undefined) throw new Error(`the server exited while starting:\n${logTail(logPath)}`)
-    if (await canConnect(port)) return server
-    await sleep(100)
-  }
-  child.kill("SIGKILL")
-  throw new Error(`the server did not listen on ${host}:${port} within 20 s:\n${logTail(logPath)}`)
+  const server = await startNodeProcess(
+    Path.join(benchDir, "src", "server.ts"),
+    {},
+    {
+      cwd: repoRoot,
+      logFile: logPath,
+      timeoutMs: 20_000,
+      name: "the server",
+      nodeArgs: [...inspect, ...flags],
+      ...(pinning ? { prefix: ["taskset", "-c", "0"] } : {})
+    }
+  )
+  return { process: server, pid: server.pid, port: server.port, logPath }
 }
 
 const logTail = (path: string, lines = 20): string => {
@@ -197,13 +164,8 @@ interface Inspector {
 }
 
 const inspectorUrl = async (logPath: string): Promise<string | undefined> => {
-  const deadline = performance.now() + 5_000
-  while (performance.now() < deadline) {
-    const match = /Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/[\w-]+)/.exec(logTail(logPath, 50))
-    if (match?.[1] !== undefined) return match[1]
-    await sleep(50)
-  }
-  return undefined
+  const find = () => /Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/[\w-]+)/.exec(logTail(logPath, 50))?.[1]
+  return (await pollUntil(() => find() !== undefined, 5_000, 50)) ? find() : undefined
 }
 
 const connectInspector = async (url: string): Promise<Inspector | undefined> => {
@@ -271,18 +233,8 @@ const sampleServer = (pid: number): Sample | undefined => {
 }
 
 // ---------------------------------------------------------------------------
-// a seeded PRNG and the garbage it makes (as in packages/node/test/abuse-support.ts)
+// the garbage a seeded PRNG (test-support/random.ts) makes, as in packages/node/test/abuse-support.ts
 
-const mulberry32 = (state: number): (() => number) => {
-  let a = state >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 const rng = mulberry32(seed)
 const int = (below: number): number => Math.floor(rng() * below)
 const randomBytes = (length: number): Buffer => {
@@ -324,37 +276,6 @@ const garbage = (): Buffer => {
   const count = 1 + int(4)
   for (let i = 0; i < count; i++) frames.push(randomFrame())
   return Buffer.concat(frames)
-}
-
-const upgradeRequest = (path: string): string =>
-  `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-
-/** A masked client frame (zero mask) of up to 125 bytes. */
-const clientFrame = (opcode: number, payload: Buffer): Buffer =>
-  Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | payload.length, 0, 0, 0, 0]), payload])
-
-/** The close code in the server's frames (after the 101), if it sent a close frame. */
-const closeCodeIn = (bytes: Buffer): number | undefined => {
-  let at = 0
-  while (at + 2 <= bytes.length) {
-    const opcode = bytes[at]! & 0x0f
-    let length = bytes[at + 1]! & 0x7f
-    let header = 2
-    if (length === 126) {
-      if (at + 4 > bytes.length) return undefined
-      length = bytes.readUInt16BE(at + 2)
-      header = 4
-    } else if (length === 127) {
-      if (at + 10 > bytes.length) return undefined
-      length = Number(bytes.readBigUInt64BE(at + 2))
-      header = 10
-    }
-    if (at + header + length > bytes.length) return undefined
-    if (opcode === 0x8) return length >= 2 ? bytes.readUInt16BE(at + header) : 1005
-    at += header + length
-  }
-  return undefined
 }
 
 // ---------------------------------------------------------------------------
@@ -590,7 +511,7 @@ const garbageOnce = (port: number): void => {
   socket.once("close", () => {
     clearTimeout(timer)
     if (bodyAt < 0) return outcome("no upgrade")
-    const code = closeCodeIn(received.subarray(bodyAt))
+    const code = closeCodeOf(parseServerFrames(received.subarray(bodyAt)))
     if (code === undefined) return outcome("destroyed")
     // ws answers a well-formed close frame in the garbage with the peer's own code
     if (code !== 1002 && code !== 1007 && code !== 1009 && !bytes.includes(0x88)) {
@@ -632,7 +553,7 @@ const main = async (): Promise<void> => {
   const watchdog = setTimeout(
     () => {
       process.stderr.write("soak: watchdog: the run overran its bound; killing the server\n")
-      server?.child.kill("SIGKILL")
+      server?.process.kill("SIGKILL")
       process.exit(3)
     },
     (seconds + 90) * 1000
@@ -665,7 +586,7 @@ const main = async (): Promise<void> => {
   let previous = { ...counts }
   let previousAt = performance.now()
   const end = started + seconds * 1000
-  while (performance.now() < end && server.exited === undefined) {
+  while (performance.now() < end && server.process.exitStatus() === undefined) {
     await sleep(Math.min(sampleSeconds * 1000, Math.max(0, end - performance.now())))
     const sample = sampleServer(pid)
     if (sample === undefined) break
@@ -697,7 +618,7 @@ const main = async (): Promise<void> => {
   stopping = true
   for (const timer of timers) clearInterval(timer)
   await sleep(1_000)
-  if (server.exited === undefined) broadcastCheck()
+  if (server.process.exitStatus() === undefined) broadcastCheck()
   for (const ws of clients) ws.terminate()
   for (const socket of sockets) socket.destroy()
   // descriptors back at the idle baseline (closes are asynchronous: poll)
@@ -712,9 +633,10 @@ const main = async (): Promise<void> => {
 
   const verdicts: Array<string> = []
   let pass = true
-  if (server.exited !== undefined) {
+  const exited = server.process.exitStatus()
+  if (exited !== undefined) {
     pass = false
-    verdicts.push(`FAIL server exited during the run (code ${server.exited.code}, signal ${server.exited.signal})`)
+    verdicts.push(`FAIL server exited during the run (code ${exited.code}, signal ${exited.signal})`)
   }
   // drift under load: the last third of the samples against the second (the first third warms up)
   const third = Math.floor(samples.length / 3)
@@ -779,14 +701,8 @@ const main = async (): Promise<void> => {
     )
   }
 
-  if (server.exited === undefined) {
-    server.child.kill("SIGTERM")
-    const deadline = performance.now() + 10_000
-    while (server.exited === undefined && performance.now() < deadline) await sleep(50)
-    if (server.exited === undefined) {
-      error("the server did not exit within 10 s of SIGTERM; killed")
-      server.child.kill("SIGKILL")
-    }
+  if ((await server.process.stop({ graceMs: 10_000 })) === "killed") {
+    error("the server did not exit within 10 s of SIGTERM; killed")
   }
   const logLines = Fs.readFileSync(server.logPath, "utf8").split("\n")
   const logErrors = logLines.filter((line) => /\b(ERROR|FATAL)\b|Error:|exception/i.test(line))

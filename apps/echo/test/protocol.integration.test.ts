@@ -3,12 +3,11 @@
  * as a child process and a raw TCP client (./rawClient.ts) sends hand-built
  * frames, valid and invalid, and checks every byte the server sends back.
  */
-import { type ChildProcess, spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import * as Net from "node:net"
 import * as Path from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
-import { acceptFor, closePayload, delay, encodeFrame, type Frame, Opcode, RawClient, withTimeout } from "./rawClient.ts"
+import { type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
+import { acceptFor, closePayload, encodeFrame, type Frame, Opcode, RawClient, withTimeout } from "./rawClient.ts"
 
 const HOST = "127.0.0.1"
 const ROOT = Path.resolve(import.meta.dirname, "../../..")
@@ -16,67 +15,17 @@ const MiB = 1024 * 1024
 /** The limit the conformance cases need (16 MiB messages), set explicitly: the app's default is 1 MiB. */
 const LIMIT = 16 * MiB
 
-let server: ChildProcess | undefined
+let server: NodeProcess | undefined
 let port = 0
-let serverOutput = ""
 const clients = new Set<RawClient>()
 
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const probe = Net.createServer()
-    probe.once("error", reject)
-    probe.listen(0, HOST, () => {
-      const address = probe.address()
-      const picked = typeof address === "object" && address !== null ? address.port : 0
-      probe.close(() => (picked > 0 ? resolve(picked) : reject(new Error("no port picked"))))
-    })
-  })
-
-const canConnect = (): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = Net.connect({ port, host: HOST })
-    const done = (ok: boolean) => {
-      socket.destroy()
-      resolve(ok)
-    }
-    socket.setTimeout(500, () => done(false))
-    socket.once("connect", () => done(true))
-    socket.once("error", () => done(false))
-  })
-
-const waitForExit = (child: ChildProcess, ms: number): Promise<boolean> => {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms)
-    child.once("exit", () => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-  })
-}
-
 beforeAll(async () => {
-  port = await freePort()
-  const child = spawn(process.execPath, ["apps/echo/src/main.ts"], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: String(port), HOST, MAX_MESSAGE_BYTES: String(LIMIT) },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  server = child
-  const record = (chunk: Buffer) => {
-    serverOutput = (serverOutput + chunk.toString()).slice(-16_384)
-  }
-  child.stdout?.on("data", record)
-  child.stderr?.on("data", record)
-  const deadline = Date.now() + 10_000
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`the echo app exited early (${child.exitCode ?? child.signalCode}):\n${serverOutput}`)
-    }
-    if (await canConnect()) return
-    await delay(100)
-  }
-  throw new Error(`the echo app did not accept connections within 10 s:\n${serverOutput}`)
+  server = await startNodeProcess(
+    "apps/echo/src/main.ts",
+    { MAX_MESSAGE_BYTES: String(LIMIT) },
+    { cwd: ROOT, name: "the echo app", timeoutMs: 10_000, outputTail: 16_384 }
+  )
+  port = server.port
 })
 
 afterEach(() => {
@@ -85,13 +34,7 @@ afterEach(() => {
 })
 
 afterAll(async () => {
-  const child = server
-  if (child === undefined) return
-  child.kill("SIGTERM")
-  if (!(await waitForExit(child, 8_000))) {
-    child.kill("SIGKILL")
-    await waitForExit(child, 2_000)
-  }
+  await server?.stop()
 })
 
 const connect = async (): Promise<RawClient> => {

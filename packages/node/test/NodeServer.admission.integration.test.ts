@@ -8,7 +8,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Admission, Behavior } from "@switchboard/core"
 import { NodeServer } from "@switchboard/node"
 import { Effect, Metric } from "effect"
-import { connect, promise, rawStatus, serve, upgradeRequest, waitUntil } from "./support.ts"
+import { upgradeRequest } from "../../../test-support/wire.ts"
+import { connect, promise, rawStatus, serve, waitUntil } from "./support.ts"
 
 const Echo = Behavior.make({
   onMessage: (conn, message) => conn.send(message)

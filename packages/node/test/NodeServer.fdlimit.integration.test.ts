@@ -4,47 +4,20 @@
  * and when descriptors do run out (EMFILE on accept) it logs once, keeps
  * running, and accepts again once descriptors are free.
  */
-import { type ChildProcess, spawn } from "node:child_process"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import WebSocket from "ws"
+import { fdLimit, startNodeProcess } from "../../../test-support/process.ts"
 import { promise } from "./support.ts"
 
 const fixture = new URL("./fixtures/echoServer.ts", import.meta.url).pathname
 
-interface Child {
-  readonly port: number
-  readonly output: () => string
-  readonly exited: () => boolean
-  readonly process: ChildProcess
-}
-
-const start = (fdLimit: number, env: Record<string, string>) =>
+const start = (limit: number, env: Record<string, string>) =>
   Effect.acquireRelease(
-    promise(
-      () =>
-        new Promise<Child>((resolve, reject) => {
-          const child = spawn("bash", ["-c", `ulimit -n ${fdLimit} && exec "${process.execPath}" "${fixture}"`], {
-            env: { ...process.env, ...env },
-            stdio: ["ignore", "pipe", "pipe"]
-          })
-          let output = ""
-          let exited = false
-          const onData = (chunk: Buffer) => {
-            output += chunk.toString()
-            const match = /port (\d+)/.exec(output)
-            if (match !== null)
-              resolve({ port: Number(match[1]), output: () => output, exited: () => exited, process: child })
-          }
-          child.stdout.on("data", onData)
-          child.stderr.on("data", onData)
-          child.on("exit", () => {
-            exited = true
-            reject(new Error(`server exited: ${output}`))
-          })
-        })
+    promise(() =>
+      startNodeProcess(fixture, env, { prefix: fdLimit(limit), readyWhen: /port (\d+)/, name: "the fixture server" })
     ),
-    (child) => Effect.sync(() => child.process.kill("SIGKILL"))
+    (child) => promise(() => child.stop({ signal: "SIGKILL" }))
   )
 
 type Outcome = { readonly ws: WebSocket } | { readonly status: number } | { readonly failed: string }
@@ -118,7 +91,7 @@ describe("NodeServer at its file-descriptor limit (child process, ulimit -n 256)
       const open = outcomes.filter((o) => "ws" in o).length
       expect(open).toBeGreaterThan(50)
       expect(open).toBeLessThan(200)
-      expect(child.exited()).toBe(false)
+      expect(child.exitStatus()).toBeUndefined()
       // held long enough for the server's once-a-second probe to see the exhaustion
       yield* Effect.sleep("1500 millis")
       yield* closeAll(outcomes)

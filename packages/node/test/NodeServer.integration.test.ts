@@ -4,7 +4,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Behavior, type CloseReason, Handshake } from "@switchboard/core"
 import { NodeServer } from "@switchboard/node"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
-import { connect, promise, rawStatus, rawUpgrade, serve, upgradeRequest, waitUntil } from "./support.ts"
+import { upgradeRequest } from "../../../test-support/wire.ts"
+import { connect, promise, rawStatus, rawUpgrade, serve, waitUntil } from "./support.ts"
 
 const Echo = Behavior.make({
   onMessage: (conn, message) => conn.send(message)

@@ -1,27 +1,16 @@
 /**
- * Helpers for the fault and abuse suite (`abuse.integration.test.ts`): a
- * seeded PRNG and the garbage it makes, raw TCP clients that misbehave on
- * purpose (never read, send garbage, give up half-way), a parser for the
- * frames a server sends, a logger that records what the server logs, and the
- * process's open file descriptors. Everything targets 127.0.0.1 and every
- * wait is bounded.
+ * Helpers for the fault and abuse suite (`abuse.integration.test.ts`): the
+ * garbage a seeded PRNG (test-support/random.ts) makes, raw TCP clients that
+ * misbehave on purpose (never read, send garbage, give up half-way; frames
+ * and handshakes from test-support/wire.ts), a logger that records what the
+ * server logs, and the process's open file descriptors. Everything targets
+ * 127.0.0.1 and every wait is bounded (polling: test-support/poll.ts).
  */
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import { Logger, type LogLevel } from "effect"
-import { upgradeRequest } from "./support.ts"
-
-/** mulberry32: a tiny seeded PRNG, so that a failing garbage stream can be replayed from its seed. */
-export const mulberry32 = (seed: number): (() => number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { mulberry32 } from "../../../test-support/random.ts"
+import { clientFrame, closeCodeOf, parseServerFrames, upgradeRequest } from "../../../test-support/wire.ts"
 
 const int = (rng: () => number, below: number): number => Math.floor(rng() * below)
 
@@ -29,18 +18,6 @@ const randomBytes = (rng: () => number, length: number): Buffer => {
   const bytes = Buffer.allocUnsafe(length)
   for (let i = 0; i < length; i++) bytes[i] = int(rng, 256)
   return bytes
-}
-
-/** A client frame as RFC 6455 wants it (FIN, masked), for the well-formed messages the tests send. */
-export const clientFrame = (opcode: number, payload: Buffer | string): Buffer => {
-  const data = typeof payload === "string" ? Buffer.from(payload) : payload
-  if (data.length > 0xffff) throw new RangeError("clientFrame: payloads up to 64 KiB")
-  // a zero mask leaves the payload as it is
-  const header =
-    data.length < 126
-      ? Buffer.from([0x80 | opcode, 0x80 | data.length, 0, 0, 0, 0])
-      : Buffer.from([0x80 | opcode, 0x80 | 126, data.length >> 8, data.length & 0xff, 0, 0, 0, 0])
-  return Buffer.concat([header, data])
 }
 
 /**
@@ -100,43 +77,6 @@ export const garbageFor = (seed: number): Buffer => {
   const count = 1 + int(rng, 4)
   for (let i = 0; i < count; i++) frames.push(randomFrame(rng))
   return Buffer.concat(frames)
-}
-
-/** A frame sent by the server (unmasked), as far as the bytes received go. */
-export interface ServerFrame {
-  readonly opcode: number
-  readonly payload: Buffer
-}
-
-/** Parses the server's frames; a trailing incomplete frame is left out. */
-export const parseServerFrames = (bytes: Buffer): Array<ServerFrame> => {
-  const frames: Array<ServerFrame> = []
-  let at = 0
-  while (at + 2 <= bytes.length) {
-    const opcode = bytes[at]! & 0x0f
-    let length = bytes[at + 1]! & 0x7f
-    let header = 2
-    if (length === 126) {
-      if (at + 4 > bytes.length) break
-      length = bytes.readUInt16BE(at + 2)
-      header = 4
-    } else if (length === 127) {
-      if (at + 10 > bytes.length) break
-      length = Number(bytes.readBigUInt64BE(at + 2))
-      header = 10
-    }
-    if (at + header + length > bytes.length) break
-    frames.push({ opcode, payload: bytes.subarray(at + header, at + header + length) })
-    at += header + length
-  }
-  return frames
-}
-
-/** The close code of the server's close frame, if it sent one (1005 for a close frame without a code). */
-export const closeCodeOf = (frames: ReadonlyArray<ServerFrame>): number | undefined => {
-  const close = frames.find((frame) => frame.opcode === 0x8)
-  if (close === undefined) return undefined
-  return close.payload.length >= 2 ? close.payload.readUInt16BE(0) : 1005
 }
 
 /** How a misbehaving connection ended. */
@@ -312,18 +252,6 @@ export const churnOnce = (port: number, path: string, kind: ChurnKind, timeoutMs
           return void socket.write(request.slice(0, request.length >> 1))
       }
     })
-  })
-
-/** Polls `condition` every 20 ms for up to `timeoutMs`; resolves with its last value (never rejects, so the test can assert with the numbers). */
-export const pollUntil = (condition: () => boolean, timeoutMs: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const deadline = Date.now() + timeoutMs
-    const check = () => {
-      if (condition()) return resolve(true)
-      if (Date.now() > deadline) return resolve(false)
-      setTimeout(check, 20)
-    }
-    check()
   })
 
 /**

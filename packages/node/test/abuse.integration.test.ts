@@ -9,18 +9,18 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Backplane, Behavior, Hub } from "@switchboard/core"
 import { Effect, Layer, Metric } from "effect"
+import { pollUntil } from "../../../test-support/poll.ts"
+import { clientFrame } from "../../../test-support/wire.ts"
 import {
   type ChurnKind,
   captureLogs,
   churnOnce,
-  clientFrame,
   garbageClient,
   garbageFor,
   halfOpenClient,
   nonReadingUpgrade,
   type Outcome,
   openFds,
-  pollUntil,
   writeUntilStalled
 } from "./abuse-support.ts"
 import { connect, promise, serve, waitUntil } from "./support.ts"

@@ -7,6 +7,8 @@ import * as Net from "node:net"
 import { NodeServer } from "@switchboard/node"
 import { Context, Effect, Layer, type Scope } from "effect"
 import WebSocket from "ws"
+import { pollUntil } from "../../../test-support/poll.ts"
+import { upgradeRequest } from "../../../test-support/wire.ts"
 
 export const serve = <R>(
   options: Omit<NodeServer.Options<R>, "port" | "host">
@@ -78,14 +80,6 @@ export const rawStatus = (port: number, request: string): Effect.Effect<number> 
       })
   )
 
-export const upgradeRequest = (path: string, extra: Record<string, string> = {}): string =>
-  `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-  `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n` +
-  Object.entries(extra)
-    .map(([k, v]) => `${k}: ${v}\r\n`)
-    .join("") +
-  "\r\n"
-
 /**
  * A raw TCP connection: completes the upgrade and then reads nothing it is
  * not asked to, and never answers a ping or a close frame.
@@ -116,18 +110,10 @@ export const rawUpgrade = (
       })
   )
 
+/** Polls `condition` every 5 ms; fails (a defect) if it does not hold within `timeoutMs`. */
 export const waitUntil = (condition: () => boolean, timeoutMs = 5_000): Effect.Effect<void> =>
-  Effect.promise(
-    () =>
-      new Promise<void>((resolve, reject) => {
-        const started = Date.now()
-        const check = () => {
-          if (condition()) return resolve()
-          if (Date.now() - started > timeoutMs) return reject(new Error("condition not met in time"))
-          setTimeout(check, 5)
-        }
-        check()
-      })
-  )
+  Effect.promise(async () => {
+    if (!(await pollUntil(condition, timeoutMs, 5))) throw new Error("condition not met in time")
+  })
 
 export const promise = <A>(p: () => Promise<A>): Effect.Effect<A> => Effect.promise(p)
