@@ -89,7 +89,7 @@ export type Outcome =
 /**
  * Upgrades to `path`, sends `bytes`, then reads until the server ends the
  * connection, never answering a ping or a close frame (the socket is not
- * half-open: when the server ends its side, Node ends ours, as any TCP peer
+ * half-open: when the server ends its side, Node ends ours, like every TCP peer
  * would). `Hung` when the server kept it open for `timeoutMs`.
  */
 export const garbageClient = (port: number, path: string, bytes: Buffer, timeoutMs: number): Promise<Outcome> =>

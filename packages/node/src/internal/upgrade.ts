@@ -191,7 +191,11 @@ export const mount = <R>(
       if (verdict._tag === "Rejected") return refuse(socket, verdict)
       // the per-IP slot is held until the TCP socket closes, whatever the upgrade's outcome
       if (verdict.release !== undefined) socket.once("close", verdict.release)
-      authenticate(verdict.route, req, socket, head, new UpgradeRequest(verdict.target, req.headers, socket))
+      const request = new UpgradeRequest(verdict.target, req.headers, socket)
+      // without a hook there is nothing to wait for, nor to watch
+      if (admission.options.authenticate === undefined)
+        return upgrade(verdict.route, req, socket, head, request, undefined)
+      authenticate(verdict.route, req, socket, head, request)
     }
 
     // Always listened to, so a plain HTTP request ends its socket's handshake
