@@ -1,8 +1,9 @@
 /**
  * Type-checks the examples in the packages' doc comments (issue 8): every
  * ```ts block inside a `/** … *\/` comment in packages/*\/src, be it under an
- * `@example` tag or in a module's header, must compile against the current API,
- * so that none uses a name it never defines. Runs after `tsc -b` in
+ * `@example` tag or in a module's header, and every ```ts block of the guides
+ * and the reference in docs/, must compile against the current API, so that
+ * none uses a name it never defines. Runs after `tsc -b` in
  * `pnpm run typecheck`.
  *
  * Each block is written, with the comment's ` * ` stripped, to
@@ -87,6 +88,43 @@ const extract = (file: string): Array<Example> => {
   return examples
 }
 
+/** The ```ts blocks of a Markdown guide (docs/), indented ones (in a list) included. */
+const extractMarkdown = (file: string): Array<Example> => {
+  const source = posix(relative(root, file))
+  const examples: Array<Example> = []
+  let open: { line: number; indent: number; lines: Array<string>; indents: Array<number> } | undefined
+  readFileSync(file, "utf8")
+    .split("\n")
+    .forEach((raw, i) => {
+      if (open === undefined) {
+        const fence = /^(\s*)```(?:ts|typescript)\s*$/.exec(raw)
+        if (fence !== null) open = { line: i + 2, indent: fence[1]!.length, lines: [], indents: [] }
+      } else if (raw.trim() === "```") {
+        examples.push({
+          source,
+          index: examples.length + 1,
+          line: open.line,
+          indents: open.indents,
+          code: `${open.lines.join("\n")}\n`
+        })
+        open = undefined
+      } else {
+        const width = Math.min(open.indent, /^\s*/.exec(raw)![0].length)
+        open.lines.push(raw.slice(width))
+        open.indents.push(width)
+      }
+    })
+  if (open !== undefined) throw new Error(`${source}:${open.line - 1}: a \`\`\`ts block that never closes`)
+  return examples
+}
+
+const markdownFiles = (dir: string): Array<string> =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) return markdownFiles(path)
+    return entry.isFile() && entry.name.endsWith(".md") ? [path] : []
+  })
+
 // A node_modules in which the examples find what a user's project would have.
 const link = (name: string, target: string) => {
   const path = join(out, "node_modules", name)
@@ -114,18 +152,22 @@ const linkDependencies = () => {
 
 const started = performance.now()
 rmSync(out, { recursive: true, force: true })
-const examples = packages.flatMap((pkg) => {
-  const src = join(root, "packages", pkg, "src")
-  return existsSync(src) ? sourceFiles(src).sort().flatMap(extract) : []
-})
+const examples = [
+  ...packages.flatMap((pkg) => {
+    const src = join(root, "packages", pkg, "src")
+    return existsSync(src) ? sourceFiles(src).sort().flatMap(extract) : []
+  }),
+  // the guides' and the reference's examples too (the README's span several files, so not those)
+  ...markdownFiles(join(root, "docs")).sort().flatMap(extractMarkdown)
+]
 if (examples.length === 0) {
   console.log("No doc examples to check.")
   process.exit(0)
 }
 const byFile = new Map<string, Example>()
 for (const example of examples) {
-  const [, pkg, path] = /^packages\/([^/]+)\/src\/(.+)\.ts$/.exec(example.source)!
-  const file = `${pkg}/${path}.${example.index}.ts`
+  const path = example.source.replace(/^packages\/([^/]+)\/src\//, "$1/").replace(/\.(ts|md)$/, "")
+  const file = `${path}.${example.index}.ts`
   byFile.set(file, example)
   mkdirSync(dirname(join(out, file)), { recursive: true })
   writeFileSync(join(out, file), example.code)
