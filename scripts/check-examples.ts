@@ -45,6 +45,21 @@ interface Example {
   readonly code: string
 }
 
+/** A ```ts block being read: where its code starts, its lines, and the width stripped from each. */
+interface Block {
+  readonly line: number
+  readonly lines: Array<string>
+  readonly indents: Array<number>
+}
+
+const exampleOf = (source: string, index: number, block: Block): Example => ({
+  source,
+  index,
+  line: block.line,
+  indents: block.indents,
+  code: `${block.lines.join("\n")}\n`
+})
+
 const sourceFiles = (dir: string): Array<string> =>
   readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
     const path = join(dir, entry.name)
@@ -63,20 +78,14 @@ const extract = (file: string): Array<Example> => {
   for (const comment of text.matchAll(/\/\*\*[\s\S]*?\*\//g)) {
     const firstLine = text.slice(0, comment.index).split("\n").length
     const lines = comment[0].split("\n")
-    let open: { line: number; lines: Array<string>; indents: Array<number> } | undefined
+    let open: Block | undefined
     lines.forEach((raw, i) => {
       const prefix = /^\s*(?:\/\*\*|\*(?!\/))? ?/.exec(raw)![0]
       const line = raw.slice(prefix.length).replace(/\s*\*\/$/, "")
       if (open === undefined) {
         if (/^```(?:ts|typescript)\s*$/.test(line.trim())) open = { line: firstLine + i + 1, lines: [], indents: [] }
       } else if (line.trim() === "```") {
-        examples.push({
-          source,
-          index: examples.length + 1,
-          line: open.line,
-          indents: open.indents,
-          code: `${open.lines.join("\n")}\n`
-        })
+        examples.push(exampleOf(source, examples.length + 1, open))
         open = undefined
       } else {
         open.lines.push(line)
@@ -92,7 +101,7 @@ const extract = (file: string): Array<Example> => {
 const extractMarkdown = (file: string): Array<Example> => {
   const source = posix(relative(root, file))
   const examples: Array<Example> = []
-  let open: { line: number; indent: number; lines: Array<string>; indents: Array<number> } | undefined
+  let open: (Block & { readonly indent: number }) | undefined
   readFileSync(file, "utf8")
     .split("\n")
     .forEach((raw, i) => {
@@ -100,13 +109,7 @@ const extractMarkdown = (file: string): Array<Example> => {
         const fence = /^(\s*)```(?:ts|typescript)\s*$/.exec(raw)
         if (fence !== null) open = { line: i + 2, indent: fence[1]!.length, lines: [], indents: [] }
       } else if (raw.trim() === "```") {
-        examples.push({
-          source,
-          index: examples.length + 1,
-          line: open.line,
-          indents: open.indents,
-          code: `${open.lines.join("\n")}\n`
-        })
+        examples.push(exampleOf(source, examples.length + 1, open))
         open = undefined
       } else {
         const width = Math.min(open.indent, /^\s*/.exec(raw)![0].length)

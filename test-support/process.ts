@@ -6,7 +6,7 @@
  * what started it: it is killed when it does not become ready, on `stop`,
  * and, as a last resort, when this process exits.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import { freePort, LOOPBACK, waitForPort } from "./net.ts"
 import { pollUntil } from "./poll.ts"
@@ -212,5 +212,24 @@ export const startNodeProcess = async (
     exited,
     kill: (signal = "SIGKILL") => void child.kill(signal),
     stop
+  }
+}
+
+/** True when `command args` runs and exits 0 (for optional tools such as `taskset`). */
+export const commandWorks = (command: string, args: ReadonlyArray<string>): boolean => {
+  try {
+    execFileSync(command, args, { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** The last `lines` lines of a log file, or "(no log)". */
+export const logTail = (path: string, lines = 20): string => {
+  try {
+    return Fs.readFileSync(path, "utf8").trimEnd().split("\n").slice(-lines).join("\n")
+  } catch {
+    return "(no log)"
   }
 }

@@ -20,7 +20,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { sleep } from "../../../test-support/poll.ts"
-import { type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
+import { commandWorks, logTail, type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
 
 const benchDir = Path.resolve(import.meta.dirname, "..")
 const repoRoot = Path.resolve(benchDir, "../..")
@@ -125,15 +125,6 @@ const parseArgs = (argv: ReadonlyArray<string>): Options => {
   return { quick, scenarios: scenarios.length > 0 ? scenarios : scenarioNames, write }
 }
 
-const commandWorks = (command: string, args: ReadonlyArray<string>): boolean => {
-  try {
-    execFileSync(command, args, { stdio: "ignore" })
-    return true
-  } catch {
-    return false
-  }
-}
-
 const ensureLoadgen = (): void => {
   const sourceTime = Fs.statSync(loadgenSource).mtimeMs
   const binaryTime = Fs.existsSync(loadgenBinary) ? Fs.statSync(loadgenBinary).mtimeMs : -1
@@ -196,14 +187,6 @@ interface Server {
   readonly port: number
   readonly logPath: string
   readonly process: NodeProcess
-}
-
-const logTail = (path: string, lines = 20): string => {
-  try {
-    return Fs.readFileSync(path, "utf8").trimEnd().split("\n").slice(-lines).join("\n")
-  } catch {
-    return "(no log)"
-  }
 }
 
 const startServer = async (impl: Impl, scenario: ScenarioName): Promise<Server> => {

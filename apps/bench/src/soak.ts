@@ -26,14 +26,13 @@
  *
  *   SOAK_SECONDS=120 SOAK_SAMPLE_SECONDS=5 SOAK_SEED=1 node apps/bench/src/soak.ts
  */
-import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import WebSocket from "ws"
 import { pollUntil, sleep } from "../../../test-support/poll.ts"
-import { type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
+import { commandWorks, logTail, type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
 import { mulberry32 } from "../../../test-support/random.ts"
 import { clientFrame, closeCodeOf, parseServerFrames, upgradeRequest } from "../../../test-support/wire.ts"
 
@@ -105,14 +104,6 @@ let stopping = false
 // ---------------------------------------------------------------------------
 // the server
 
-const commandWorks = (command: string, args: ReadonlyArray<string>): boolean => {
-  try {
-    execFileSync(command, args, { stdio: "ignore" })
-    return true
-  } catch {
-    return false
-  }
-}
 const pinning = Os.availableParallelism() >= 2 && commandWorks("taskset", ["-V"])
 
 interface Server {
@@ -142,14 +133,6 @@ const startServer = async (): Promise<Server> => {
     }
   )
   return { process: server, pid: server.pid, port: server.port, logPath }
-}
-
-const logTail = (path: string, lines = 20): string => {
-  try {
-    return Fs.readFileSync(path, "utf8").trimEnd().split("\n").slice(-lines).join("\n")
-  } catch {
-    return "(no log)"
-  }
 }
 
 /**

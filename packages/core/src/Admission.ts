@@ -118,7 +118,6 @@ export interface Handshakes<K> {
   begin(key: K): void
   /** The handshake of `key` is over (upgraded, or plain HTTP). */
   end(key: K): void
-  has(key: K): boolean
   /** The handshakes in progress (shutdown drops them). */
   keys(): Iterable<K>
   /** Ends every handshake without expiring it. */
@@ -342,7 +341,6 @@ export const make = <R, K>(
         end: (key) => {
           started.delete(key)
         },
-        has: (key) => started.has(key),
         keys: () => started.keys(),
         clear: () => started.clear()
       }
