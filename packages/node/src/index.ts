@@ -1,9 +1,11 @@
 /**
  * @switchboard/node: the Node reactor. The `ws` bridge, the HTTP server
- * layer (routing, admission, shutdown).
+ * layer (routing, admission, shutdown), and the worker-thread pool for jobs.
  *
  * @since 0.1.0
  */
 
 /** @since 0.1.0 */
 export * as NodeServer from "./NodeServer.ts"
+/** @since 0.1.0 */
+export * as NodeWorkerPool from "./NodeWorkerPool.ts"

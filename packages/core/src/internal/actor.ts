@@ -283,6 +283,17 @@ export class ActorImpl implements Connection.Connection<unknown> {
     return true
   }
 
+  /**
+   * `tellUnsafe` past the mailbox's capacity, for senders whose messages are
+   * bounded by other means: a job result (a connection has at most
+   * `maxJobsPerConnection` jobs) must not be lost to a full mailbox.
+   */
+  deliverUnsafe(info: unknown): boolean {
+    if (this.phase === phases.closed || this.crashed) return false
+    this.push({ _tag: "Info", value: info })
+    return true
+  }
+
   private fail(reason: ConnectionError.Reason): Effect.Effect<never, ConnectionError.ConnectionError> {
     return Effect.fail(new ConnectionError.ConnectionError({ connectionId: this.id, reason }))
   }
