@@ -1,6 +1,10 @@
 /**
  * The echo server of the classic engine examples: every text message is sent
  * back as text and every binary message as binary, unchanged, on `/echo`.
+ * On `/jobs`, each binary message starts a CPU-bound job (`jobs.ts`: its
+ * SHA-256, JOB_ROUNDS times) on the worker pool and the digest comes back as
+ * text, while the connection (and every other) keeps answering; text is
+ * echoed there too.
  *
  *   PORT=8080 HOST=127.0.0.1 node apps/echo/src/main.ts
  *
@@ -8,17 +12,34 @@
  * PORT (8080), HOST (127.0.0.1), PING_AFTER ("60 seconds"),
  * CLOSE_AFTER_NO_PONG ("100 seconds"), IDLE_TIMEOUT (off),
  * MAX_MESSAGE_BYTES (1 MiB: the memory a server admits grows with it; the
- * RFC 6455 conformance test sets 16 MiB), MAX_CONNECTIONS_PER_IP (64).
+ * RFC 6455 conformance test sets 16 MiB), MAX_CONNECTIONS_PER_IP (64),
+ * WORKERS (worker threads for jobs: cores − 1, at least 1; 0 runs them inline
+ * on the event loop), JOB_ROUNDS (10,000: about 20 ms of hashing).
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Behavior } from "@switchboard/core"
-import { NodeServer } from "@switchboard/node"
-import { Config, Duration, Effect, Layer, Option } from "effect"
+import { Behavior, type Connection, type Job, WorkerPool } from "@switchboard/core"
+import { NodeServer, NodeWorkerPool } from "@switchboard/node"
+import { Cause, Config, Duration, Effect, Exit, Layer, Option } from "effect"
+import { Handlers, Hash } from "./jobs.ts"
 
-// 1. The behaviour: text stays text, binary stays binary.
+// 1. The behaviours. /echo: text stays text, binary stays binary.
 const Echo = Behavior.make({
   onMessage: (conn, message) => conn.send(message)
 })
+
+// /jobs: a binary message is hashed on the pool; the digest arrives in onInfo
+// (in the order the jobs end), and the connection keeps serving meanwhile.
+const HashJobs = (rounds: number) =>
+  Behavior.make({
+    onMessage: (conn: Connection.Connection<Job.JobResult<typeof Hash>>, message) =>
+      typeof message === "string"
+        ? conn.send(message)
+        : WorkerPool.submit(conn, Hash, { data: message, rounds }).pipe(
+            Effect.catch((error) => conn.send(`error: ${error.reason._tag}`))
+          ),
+    onInfo: (conn, result: Job.JobResult<typeof Hash>) =>
+      conn.send(Exit.isSuccess(result.exit) ? result.exit.value : `error: ${Cause.squash(result.exit.cause)}`)
+  })
 
 // 2. The settings, from the environment.
 const settings = Config.all({
@@ -28,7 +49,9 @@ const settings = Config.all({
   closeAfterNoPong: Config.Duration("CLOSE_AFTER_NO_PONG").pipe(Config.withDefault(Duration.seconds(100))),
   idleTimeout: Config.option(Config.Duration("IDLE_TIMEOUT")),
   maxMessageBytes: Config.Int("MAX_MESSAGE_BYTES").pipe(Config.withDefault(1024 * 1024)),
-  maxConnectionsPerIp: Config.Int("MAX_CONNECTIONS_PER_IP").pipe(Config.withDefault(64))
+  maxConnectionsPerIp: Config.Int("MAX_CONNECTIONS_PER_IP").pipe(Config.withDefault(64)),
+  workers: Config.Int("WORKERS").pipe(Config.withDefault(NodeWorkerPool.defaultSize())),
+  jobRounds: Config.Int("JOB_ROUNDS").pipe(Config.withDefault(10_000))
 })
 
 // 3. The server layer.
@@ -39,17 +62,23 @@ const EchoServer = Layer.unwrap(
       `echo: port=${s.port} host=${s.host} pingAfter=${Duration.format(s.pingAfter)} ` +
         `closeAfterNoPong=${Duration.format(s.closeAfterNoPong)} ` +
         `idleTimeout=${Option.match(s.idleTimeout, { onNone: () => "off", onSome: Duration.format })} ` +
-        `maxMessageBytes=${s.maxMessageBytes} maxConnectionsPerIp=${s.maxConnectionsPerIp}`
+        `maxMessageBytes=${s.maxMessageBytes} maxConnectionsPerIp=${s.maxConnectionsPerIp} ` +
+        `workers=${s.workers} jobRounds=${s.jobRounds}`
     )
     return NodeServer.layer({
       port: s.port,
       host: s.host,
-      routes: { "/echo": Echo },
+      routes: { "/echo": Echo, "/jobs": HashJobs(s.jobRounds) },
       keepalive: { pingAfter: s.pingAfter, closeAfterNoPong: s.closeAfterNoPong },
       idleTimeout: Option.getOrElse(s.idleTimeout, () => false as const),
       maxMessageBytes: s.maxMessageBytes,
       maxConnectionsPerIp: s.maxConnectionsPerIp
-    })
+    }).pipe(
+      // the pool outlives the server: connections close (cancelling their jobs) before it shuts down
+      Layer.provide(
+        NodeWorkerPool.layer({ handlers: Handlers, worker: new URL("./worker.ts", import.meta.url), size: s.workers })
+      )
+    )
   })
 )
 

@@ -1,0 +1,27 @@
+/**
+ * The echo app's one job, imported by the server (`main.ts`, which runs it
+ * inline when `WORKERS=0`) and by the worker entry (`worker.ts`): hash a
+ * binary message `rounds` times, as the classic engine's example did with
+ * its thread workers. It is CPU-bound on purpose (about 20 ms at the default
+ * 10,000 rounds on the 2-core machine of docs/benchmarks.md), so that
+ * running it on the event loop shows what a job on a worker saves.
+ */
+import { createHash } from "node:crypto"
+import { Job } from "@switchboard/core"
+import { Effect, Schema } from "effect"
+
+/** SHA-256 of `data`, then of each digest, `rounds` times; the last digest in hex. */
+export const Hash = Job.make("Hash", {
+  payload: Schema.Struct({ data: Job.TransferredBytes, rounds: Schema.Int.check(Schema.isGreaterThan(0)) }),
+  success: Schema.String
+})
+
+export const hash = (data: Uint8Array, rounds: number): string => {
+  let digest: Uint8Array = data
+  for (let i = 0; i < rounds; i++) digest = createHash("sha256").update(digest).digest()
+  return Buffer.from(digest).toString("hex")
+}
+
+export const Handlers = Job.handlers([Hash], {
+  Hash: ({ data, rounds }) => Effect.sync(() => hash(data, rounds))
+})
