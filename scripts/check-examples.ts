@@ -7,8 +7,11 @@
  * `pnpm run typecheck`.
  *
  * Each block is written, with the comment's ` * ` stripped, to
- * `.examples/<package>/<path>.<n>.ts` (gitignored, rebuilt on every run), next
- * to a `node_modules` of links to the workspace packages and their
+ * `.examples/<package>/<path>/<n>.ts` (gitignored, rebuilt on every run); a
+ * guide's block whose first line is `// name.ts` is written as
+ * `<path>/name.ts` instead, so that the guide's other blocks can import it
+ * as `./name.ts` (a job module and its worker entry, say). The folder has
+ * a `node_modules` of links to the workspace packages and their
  * dependencies, so that `@switchboard/*`, `effect`, `@effect/platform-node` and
  * the rest resolve from there as they would in a user's project; tsc checks
  * the folder with the repository's options except noUnusedLocals and
@@ -170,7 +173,9 @@ if (examples.length === 0) {
 const byFile = new Map<string, Example>()
 for (const example of examples) {
   const path = example.source.replace(/^packages\/([^/]+)\/src\//, "$1/").replace(/\.(ts|md)$/, "")
-  const file = `${path}.${example.index}.ts`
+  // a guide's block that opens with `// name.ts` is that module, which the guide's other blocks import as `./name.ts`
+  const named = example.source.endsWith(".md") ? /^\/\/ ([\w-]+\.ts)\s*$/.exec(example.code.split("\n")[0] ?? "") : null
+  const file = named ? `${path}/${named[1]}` : `${path}/${example.index}.ts`
   byFile.set(file, example)
   mkdirSync(dirname(join(out, file)), { recursive: true })
   writeFileSync(join(out, file), example.code)
@@ -210,7 +215,7 @@ try {
   output = `${stdout ?? ""}${stderr ?? ""}`
 }
 
-// `.examples/core/CloseCode.1.ts(3,1): error TS2304: …` becomes
+// `.examples/core/CloseCode/1.ts(3,1): error TS2304: …` becomes
 // `packages/core/src/CloseCode.ts:9:4 (example 1 of 1, from line 7): error TS2304: …`
 const counts = new Map<string, number>()
 for (const example of examples) counts.set(example.source, (counts.get(example.source) ?? 0) + 1)
