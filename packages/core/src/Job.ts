@@ -251,7 +251,8 @@ const ownsItsBuffer = (bytes: Uint8Array): boolean =>
  * `ArrayBuffer` is transferred, so the sender's array is empty afterwards.
  * Only an array that owns its whole buffer moves (a slice of a bigger buffer,
  * such as a frame of a socket read, is copied: moving it would take its
- * neighbours along); Node's pooled buffers are never moved.
+ * neighbours along); Node's pooled buffers are never moved. An inline pool
+ * crosses no thread, so there nothing moves and the array stays as it was.
  *
  * @example
  * ```ts

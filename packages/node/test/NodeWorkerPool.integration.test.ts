@@ -79,6 +79,18 @@ describe("NodeWorkerPool", () => {
     }).pipe(Effect.provide(Threads()))
   )
 
+  it.live("replaces a worker that dies while idle", () =>
+    Effect.gen(function* () {
+      const before = yield* replaced
+      const first = yield* WorkerPool.run(Where, undefined)
+      yield* WorkerPool.run(Crash, "later")
+      yield* Effect.sleep("600 millis")
+      expect((yield* replaced) - before).toBe(1)
+      const second = yield* WorkerPool.run(Where, undefined)
+      expect(second).not.toBe(first)
+    }).pipe(Effect.provide(Threads({ size: 1 })))
+  )
+
   it.live("times out a job that never yields, terminates its worker after cancelGrace, and replaces it", () =>
     Effect.gen(function* () {
       const before = yield* replaced

@@ -73,7 +73,7 @@ interface Entry {
   readonly owner: Owner | undefined
   readonly timeout: number
   /** Called once, with the job's exit. */
-  readonly deliver: (exit: Exit_) => void
+  deliver: (exit: Exit_) => void
   state: "queued" | "running" | "done"
   fiber: Fiber.Fiber<void> | undefined
   startedAt: number
@@ -155,7 +155,7 @@ export class Pool {
     options: SubmitOptions
   ): Effect.Effect<number, JobError.JobError> {
     return Effect.flatMap(this.encode(job, payload), (request) =>
-      this.admit(job, request, this.ownerOf(conn as Connection.Connection<never>), options, (id) => (exit) => {
+      this.admit(job, request, this.ownerOf(conn as Connection.Connection<never>), options, ({ id }) => (exit) => {
         const result: Job.JobResult<J> = { _tag: "JobResult", id, job: job.tag, exit: exit as Job.JobResult<J>["exit"] }
         if (conn instanceof ActorImpl) conn.deliverUnsafe(result)
         else conn.tellUnsafe(result)
@@ -170,11 +170,15 @@ export class Pool {
   ): Effect.Effect<Job.Success<J>, Job.Failure<J> | JobError.JobError> {
     return Effect.flatMap(this.encode(job, payload), (request) => {
       const done = Deferred.makeUnsafe<Job.Success<J>, Job.Failure<J> | JobError.JobError>()
-      return Effect.flatMap(
-        this.admit(job, request, undefined, options, () => (exit) => {
+      // set as the job is queued, so that an interrupt at any point after it cancels the job
+      let queued: Entry | undefined
+      return this.admit(job, request, undefined, options, (entry) => {
+        queued = entry
+        return (exit) =>
           Deferred.doneUnsafe(done, exit as Exit.Exit<Job.Success<J>, Job.Failure<J> | JobError.JobError>)
-        }),
-        (entry) => Effect.onInterrupt(Deferred.await(done), () => Effect.sync(() => this.cancel(entry)))
+      }).pipe(
+        Effect.andThen(Deferred.await(done)),
+        Effect.onInterrupt(() => Effect.sync(() => queued && this.cancel(queued)))
       )
     })
   }
@@ -202,7 +206,7 @@ export class Pool {
     encoded: { readonly value: unknown; readonly transfers: ReadonlyArray<unknown> },
     owner: Owner | undefined,
     options: SubmitOptions,
-    deliverTo: (id: number) => (exit: Exit_) => void
+    deliverTo: (entry: Entry) => (exit: Exit_) => void
   ): Effect.Effect<Entry, JobError.JobError> {
     const attempt: Effect.Effect<Entry, JobError.JobError> = Effect.suspend(() => {
       if (this.closed) return Effect.fail(poolError(job.tag, new JobError.PoolClosed()))
@@ -228,11 +232,12 @@ export class Pool {
         request: { id, tag: job.tag, payload: encoded.value, transfers: encoded.transfers },
         owner,
         timeout: options.timeout,
-        deliver: deliverTo(id),
+        deliver: undefined as unknown as Entry["deliver"],
         state: "queued",
         fiber: undefined,
         startedAt: 0
       }
+      entry.deliver = deliverTo(entry)
       if (owner !== undefined) {
         owner.count++
         owner.entries.add(entry)

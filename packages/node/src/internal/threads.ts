@@ -125,6 +125,8 @@ export const executor = (options: ThreadOptions): JobExecutor.Executor => ({
 
     const slot: JobExecutor.Slot = {
       start(request, settle) {
+        // a worker that died while idle, before the pool noticed: its port would swallow the request
+        if (Deferred.isDoneUnsafe(exited)) return settle({ _tag: "Crashed", message: "the worker had exited" })
         current = { id: request.id, settle }
         const send = worker.send([0, request.id, request.tag, request.payload], movable(request.transfers))
         Effect.runFork(
