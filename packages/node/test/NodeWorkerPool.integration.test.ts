@@ -2,7 +2,7 @@ import { threadId } from "node:worker_threads"
 import { describe, expect, it } from "@effect/vitest"
 import { Behavior, type Connection, type Job, JobError, WorkerPool } from "@switchboard/core"
 import { NodeWorkerPool } from "@switchboard/node"
-import { Cause, Effect, Exit, Fiber, Layer, Metric, Scope } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Metric, Scope } from "effect"
 import { Crash, Die, Digest, digest, Handlers, Refused, Reverse, Sleep, Spin, Where } from "./fixtures/jobs.ts"
 import { connect, serve } from "./support.ts"
 
@@ -129,6 +129,23 @@ describe("NodeWorkerPool", () => {
       expect(reasonOf(yield* Effect.flip(Fiber.join(spinning)))).toBe("PoolClosed")
       // the other worker had run the short job before the close
       expect(yield* Fiber.join(queued)).toBe(10)
+    })
+  )
+
+  it.live("reads its size from WORKERS with layerConfig (0: inline)", () =>
+    Effect.gen(function* () {
+      const sized = (workers: string) =>
+        WorkerPool.WorkerPool.use((pool) => Effect.succeed([pool.kind, pool.size])).pipe(
+          Effect.provide(
+            NodeWorkerPool.layerConfig({ handlers: Handlers, worker }).pipe(
+              Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord({ WORKERS: workers })))
+            )
+          )
+        )
+      expect(yield* sized("0")).toEqual(["inline", 1])
+      expect(yield* sized("2")).toEqual(["threads", 2])
+      const error = yield* Effect.flip(sized("-1"))
+      expect(error._tag === "JobError" && error.reason._tag).toBe("InvalidOptions")
     })
   )
 
