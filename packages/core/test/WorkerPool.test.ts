@@ -156,6 +156,9 @@ describe("WorkerPool (inline)", () => {
       const first = yield* Effect.forkChild(WorkerPool.run(Slow, { text: "one", millis: 100 }))
       const second = yield* Effect.forkChild(WorkerPool.run(Slow, { text: "two", millis: 100 }))
       yield* Effect.yieldNow
+      const gauge = (metric: typeof WorkerPool.metrics.queued) =>
+        Effect.map(Metric.value(metric), (state) => state.value)
+      expect([yield* gauge(WorkerPool.metrics.queued), yield* gauge(WorkerPool.metrics.running)]).toEqual([1, 1])
       const full = yield* Effect.flip(WorkerPool.run(Count, 1, { wait: false }))
       expect(full._tag === "JobError" && full.reason).toEqual(new JobError.QueueFull({ capacity: 1 }))
       const waiting = yield* Effect.forkChild(WorkerPool.run(Count, 1))
@@ -167,6 +170,7 @@ describe("WorkerPool (inline)", () => {
       expect(yield* Fiber.join(waiting)).toBe(2)
       yield* TestClock.adjust("100 millis")
       expect(yield* Fiber.join(second)).toBe("TWO")
+      expect([yield* gauge(WorkerPool.metrics.queued), yield* gauge(WorkerPool.metrics.running)]).toEqual([0, 0])
     }).pipe(Effect.provide(Pool({ queueCapacity: 1 })))
   )
 
