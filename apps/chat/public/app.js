@@ -57,6 +57,28 @@
     $("messages").append(li)
     scroll()
   }
+  // Search results: the best matches of the room's history, best first, in a panel above the messages.
+  const renderResults = (message) => {
+    const list = $("results-list")
+    list.replaceChildren()
+    for (const hit of message.results) {
+      const li = document.createElement("li")
+      const who = document.createElement("span")
+      who.className = "who"
+      who.textContent = label(hit.from, hit.nick)
+      const text = document.createElement("span")
+      text.className = "text"
+      text.textContent = hit.text
+      const when = document.createElement("time")
+      when.textContent = time(hit.at)
+      li.append(who, text, when)
+      list.append(li)
+    }
+    const shown = message.results.length < message.total ? ` (the best ${message.results.length})` : ""
+    const matches = message.total === 1 ? "1 match" : `${message.total} matches`
+    $("results-title").textContent = `${matches} for “${message.query}” in #${message.room}${shown}`
+    $("results").hidden = false
+  }
   const renderMembers = () => {
     const list = $("members")
     list.replaceChildren()
@@ -102,7 +124,12 @@
         membersChanged()
         renderMembers()
         break
+      case "results":
+        $("search").disabled = false
+        renderResults(message)
+        break
       case "error":
+        $("search").disabled = false
         if ($("chat").hidden) $("login-error").textContent = message.message
         else addLine("err", message.message)
         break
@@ -119,6 +146,7 @@
       ws.addEventListener("message", (event) => handle(JSON.parse(event.data)))
       ws.addEventListener("close", (event) => {
         setStatus(`offline (${event.code})`, "offline")
+        $("search").disabled = false
         state.ws = undefined
         reject(new Error("connection closed"))
       })
@@ -136,6 +164,18 @@
     } catch {
       $("login-error").textContent = "Could not reach the server."
     }
+  })
+
+  $("search-form").addEventListener("submit", (event) => {
+    event.preventDefault()
+    const query = $("query").value.trim()
+    if (query === "" || state.ws === undefined) return
+    // one search at a time: the button is enabled again by its results (or an error)
+    $("search").disabled = true
+    state.ws.send(JSON.stringify({ type: "search", query }))
+  })
+  $("results-close").addEventListener("click", () => {
+    $("results").hidden = true
   })
 
   $("say-form").addEventListener("submit", (event) => {

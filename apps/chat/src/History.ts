@@ -7,9 +7,9 @@
  * Three limits hold at once: at most `maxRooms` rooms, at most `perRoom`
  * messages in each (the oldest goes first), and at most `maxBytes` charged to
  * the whole. When a limit is passed, the least recently used room goes,
- * whole; a room is used when someone joins it or says something in it. A
- * room nobody said anything in has no entry at all, so joining rooms costs
- * the history nothing.
+ * whole; a room is used when someone joins it, says something in it or
+ * searches it (each is a `get` or an `add`). A room nobody said anything in
+ * has no entry at all, so joining rooms costs the history nothing.
  *
  * The byte charge is an estimate of what V8 keeps, measured on Node 24
  * (64-bit, no pointer compression): each message is charged 2 bytes per

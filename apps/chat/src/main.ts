@@ -12,15 +12,29 @@
  * message carries its sender's member id (`from`), so two people with one
  * nick stay apart. The history is bounded as a whole (`History.ts`):
  * HISTORY_ROOMS (1000), HISTORY_MESSAGES per room (50), HISTORY_BYTES (8 MiB).
+ * A search of the room's history (`Search.ts`) runs as a job on a pool of
+ * WORKERS worker threads (cores − 1, at least 1; 0 runs it on the event
+ * loop), one search per connection at a time, so that the connection, and
+ * every other one, keeps chatting while it runs.
  */
 import { readFileSync } from "node:fs"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Backplane, Behavior, type Connection, Hub, type RateLimit } from "@switchboard/core"
-import { NodeServer } from "@switchboard/node"
-import { Config, Effect, Layer, Schema } from "effect"
+import {
+  Backplane,
+  Behavior,
+  type Connection,
+  Hub,
+  Job,
+  type JobError,
+  type RateLimit,
+  WorkerPool
+} from "@switchboard/core"
+import { NodeServer, NodeWorkerPool } from "@switchboard/node"
+import { Cause, Config, Effect, Exit, Layer, Schema } from "effect"
 import * as History from "./History.ts"
 import * as Sanitize from "./Sanitize.ts"
+import * as Search from "./Search.ts"
 
 // 1. The protocol. Client → server:
 const Nick = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(24))
@@ -29,14 +43,15 @@ const Text = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(2000)
 const Inbound = Schema.fromJsonString(
   Schema.Union([
     Schema.Struct({ type: Schema.Literal("join"), room: RoomName, nick: Nick }),
-    Schema.Struct({ type: Schema.Literal("say"), text: Text })
+    Schema.Struct({ type: Schema.Literal("say"), text: Text }),
+    Schema.Struct({ type: Schema.Literal("search"), query: Search.Query })
   ])
 )
 const decodeInbound = Schema.decodeUnknownEffect(Inbound)
 /** Longer input is answered with an error before it is parsed (the socket limit, 64 KiB, closes with 1009). */
 const maxInputChars = 4096
 
-// Server → client: joined, message, presence, error. Entries (`from`, `nick`, `text`, `at`) are kept by History.
+// Server → client: joined, message, presence, results, error. Entries (`from`, `nick`, `text`, `at`) are kept by History.
 type Entry = History.Entry
 type Outbound =
   | {
@@ -54,21 +69,32 @@ type Outbound =
       readonly id: string
       readonly nick: string
     }
+  | {
+      readonly type: "results"
+      readonly room: string
+      readonly query: string
+      readonly total: number
+      readonly results: ReadonlyArray<Search.Hit>
+    }
   | { readonly type: "error"; readonly message: string }
 const send = (conn: Connection.Connection<never>, message: Outbound) => conn.send(JSON.stringify(message))
 
-// 2. The behaviour: state is who this connection is (member id and nick, once joined) and where.
+// 2. The behaviour: state is who this connection is (member id and nick, once joined), where, and
+//    the search it is waiting for (a connection has one at a time: the pool's maxJobsPerConnection).
 interface State {
   readonly id: string
   readonly nick: string
   readonly room: string | undefined
+  readonly search: { readonly id: number; readonly room: string; readonly query: string } | undefined
 }
+type Info = Hub.Presence | Job.JobResult<typeof Search.SearchHistory>
 const memberId = (member: { readonly node: string; readonly id: string }) => `${member.node}/${member.id}`
 const nickOf = (meta: unknown) =>
   typeof meta === "object" && meta !== null && "nick" in meta ? String(meta.nick) : "anonymous"
 
 const Chat = Behavior.make({
-  init: (_conn: Connection.Connection<Hub.Presence>) => Effect.succeed<State>({ id: "", nick: "", room: undefined }),
+  init: (_conn: Connection.Connection<Info>) =>
+    Effect.succeed<State>({ id: "", nick: "", room: undefined, search: undefined }),
 
   onMessage: (conn, raw, state) =>
     Effect.gen(function* () {
@@ -101,10 +127,23 @@ const Chat = Behavior.make({
           members: members.map((m) => ({ id: memberId(m), nick: nickOf(m.meta) })),
           history: yield* history.get(command.room)
         })
-        return { id, nick, room: command.room }
+        return { ...state, id, nick, room: command.room }
       }
       if (state.room === undefined) {
         return yield* Effect.as(send(conn, { type: "error", message: "join a room first" }), state)
+      }
+      if (command.type === "search") {
+        if (Search.terms(command.query).length === 0) {
+          return yield* Effect.as(send(conn, { type: "error", message: "search for at least one word" }), state)
+        }
+        // the snapshot is the payload: messages said from now on are not searched; wait: false, so that a
+        // busy pool answers "busy" instead of stalling this connection's mailbox
+        const snapshot = { query: command.query, history: yield* history.get(state.room) }
+        const submitted = yield* Effect.result(WorkerPool.submit(conn, Search.SearchHistory, snapshot, { wait: false }))
+        if (submitted._tag === "Failure") {
+          return yield* Effect.as(send(conn, { type: "error", message: searchError(submitted.failure) }), state)
+        }
+        return { ...state, search: { id: submitted.success, room: state.room, query: command.query } }
       }
       const text = Sanitize.text(command.text)
       if (text.trim() === "") return yield* Effect.as(send(conn, { type: "error", message: "empty message" }), state)
@@ -114,18 +153,49 @@ const Chat = Behavior.make({
       return state
     }),
 
-  onInfo: (conn, event: Hub.Presence, state: State) =>
-    Effect.as(
+  onInfo: (conn, info: Info, state: State) => {
+    if (Job.isResultOf(info, Search.SearchHistory)) {
+      const search = state.search
+      if (search === undefined || search.id !== info.id) return Effect.succeed(state)
+      const done = { ...state, search: undefined }
+      if (Exit.isFailure(info.exit)) {
+        const error = Cause.findErrorOption(info.exit.cause)
+        const message = error._tag === "Some" ? searchError(error.value) : "search failed"
+        return Effect.as(send(conn, { type: "error", message }), done)
+      }
+      const { total, hits } = info.exit.value
+      return Effect.as(
+        send(conn, { type: "results", room: search.room, query: search.query, total, results: hits }),
+        done
+      )
+    }
+    return Effect.as(
       send(conn, {
         type: "presence",
-        event: event._tag === "Joined" ? "joined" : "left",
-        room: event.topic,
-        id: memberId(event.member),
-        nick: nickOf(event.member.meta)
+        event: info._tag === "Joined" ? "joined" : "left",
+        room: info.topic,
+        id: memberId(info.member),
+        nick: nickOf(info.member.meta)
       }),
       state
     )
+  }
 })
+
+// What a user is told when a search does not end with results.
+const searchError = (error: JobError.JobError): string => {
+  switch (error.reason._tag) {
+    case "QueueFull":
+    case "ConnectionLimit":
+      return "search busy, try again"
+    case "Timeout":
+      return "search took too long"
+    case "PoolClosed":
+      return "search unavailable: the server is shutting down"
+    default:
+      return `search failed (${error.reason._tag})`
+  }
+}
 
 // 3. The page: three static files, read once.
 const publicDir = new URL("../public/", import.meta.url)
@@ -142,7 +212,7 @@ const servePage = (req: IncomingMessage, res: ServerResponse) => {
 
 // 4. The server: one client may not flood a room (RATE_LIMIT messages a second, default 20, twice that
 //    at once; the rest are dropped with one notice), hold more than MAX_CONNECTIONS_PER_IP connections
-//    (64), or fill the history (see History.ts for its bounds).
+//    (64), fill the history (see History.ts for its bounds), or run more than one search at a time.
 const rateLimitOf = (perSecond: number): RateLimit.Options | false =>
   perSecond === 0
     ? false
@@ -161,6 +231,7 @@ const ChatServer = Layer.unwrap(
     const port = yield* Config.Port("PORT").pipe(Config.withDefault(8080))
     const host = yield* Config.String("HOST").pipe(Config.withDefault("127.0.0.1"))
     const rateLimit = yield* count("RATE_LIMIT", 20)
+    const workers = yield* count("WORKERS", NodeWorkerPool.defaultSize())
     const history: History.Options = {
       maxRooms: yield* count("HISTORY_ROOMS", History.defaults.maxRooms),
       perRoom: yield* count("HISTORY_MESSAGES", History.defaults.perRoom),
@@ -168,7 +239,8 @@ const ChatServer = Layer.unwrap(
     }
     yield* Effect.logInfo(
       `chat: open http://${host}:${port}/ (history: ${history.maxRooms} rooms, ` +
-        `${history.perRoom} messages each, ${history.maxBytes} bytes; rate limit ${rateLimit || "off"}/s)`
+        `${history.perRoom} messages each, ${history.maxBytes} bytes; rate limit ${rateLimit || "off"}/s; ` +
+        `${workers === 0 ? "search inline" : `search on ${workers} worker thread${workers === 1 ? "" : "s"}`})`
     )
     return NodeServer.layer({
       port,
@@ -176,7 +248,21 @@ const ChatServer = Layer.unwrap(
       routes: { "/chat": { behavior: Chat, maxMessageBytes: 64 * 1024, rateLimit: rateLimitOf(rateLimit) } },
       maxConnectionsPerIp: yield* count("MAX_CONNECTIONS_PER_IP", 64),
       onRequest: servePage
-    }).pipe(Layer.provide(History.layer(history)))
+    }).pipe(
+      Layer.provide(History.layer(history)),
+      // the pool outlives the server: connections close (cancelling their searches) before it shuts down.
+      // Each queued search holds a history snapshot: a short queue, and a short timeout
+      Layer.provide(
+        NodeWorkerPool.layer({
+          handlers: Search.Handlers,
+          worker: new URL("./worker.ts", import.meta.url),
+          size: workers,
+          maxJobsPerConnection: 1,
+          queueCapacity: 64,
+          timeout: "10 seconds"
+        })
+      )
+    )
   })
 ).pipe(Layer.provide(Hub.layer()), Layer.provide(Backplane.layerMemory))
 

@@ -1,6 +1,7 @@
 /**
  * Two real headless Chromium pages chat with each other through the chat
- * server (Debian's chromium driven by playwright-core).
+ * server (Debian's chromium driven by playwright-core), and one searches
+ * its room's history.
  */
 import { existsSync } from "node:fs"
 import { type Browser, chromium, type Page } from "playwright-core"
@@ -111,5 +112,27 @@ describe("chat in two browsers", () => {
     // the message is still not the remaining ada's: it keeps its tag
     expect(await one.locator("#messages .msg .who").allInnerTexts()).toEqual([labels[1]])
     await one.close()
+  })
+
+  it("searches the room's history from the page and shows the matches as text, newest first", async () => {
+    const page = await browser.newPage()
+    await join(page, "ada", "search")
+    for (const text of ["first <b>needle</b>", "no match here", "second needle", "third NEEDLE"]) await say(page, text)
+    await expect.poll(async () => (await messages(page)).length).toBe(4)
+    await page.fill("#query", "needle")
+    await page.click("#search")
+    await page.waitForSelector("#results:not([hidden])")
+    expect(await page.locator("#results-title").textContent()).toBe("3 matches for “needle” in #search")
+    // markup in a message is text, not elements
+    expect(await page.locator("#results-list .text").allInnerTexts()).toEqual([
+      "third NEEDLE",
+      "second needle",
+      "first <b>needle</b>"
+    ])
+    expect(await page.locator("#results-list b").count()).toBe(0)
+    await expect.poll(() => page.locator("#search").isEnabled()).toBe(true)
+    await page.click("#results-close")
+    expect(await page.locator("#results").isHidden()).toBe(true)
+    await page.close()
   })
 })

@@ -250,3 +250,125 @@ describe("chat history bounds", () => {
     client.ws.close()
   })
 })
+
+describe("chat search", () => {
+  // the same server twice: searches on one worker thread, and inline on the event loop. A room may
+  // hold 3,000 messages, so that the byte budget (8 MiB) is what bounds the big room below
+  const env = { RATE_LIMIT: "0", HISTORY_MESSAGES: "3000" }
+  let threads: ChatServer
+  let inline: ChatServer
+  beforeAll(async () => {
+    ;[threads, inline] = await Promise.all([startChat({ ...env, WORKERS: "1" }), startChat({ ...env, WORKERS: "0" })])
+  })
+  afterAll(() => Promise.all([threads?.stop(), inline?.stop()]))
+
+  const search = (query: string) => JSON.stringify({ type: "search", query })
+  type Hit = { readonly nick: string; readonly text: string; readonly score: number }
+  const hitsOf = (results: Received) =>
+    (results.results as ReadonlyArray<Hit>).map(({ nick, text, score }) => ({ nick, text, score }))
+
+  /** Joins `room` and says `texts`, a batch at a time, awaiting each echo. */
+  const fill = async (client: Awaited<ReturnType<typeof open>>, room: string, texts: ReadonlyArray<string>) => {
+    client.ws.send(join(room, "writer"))
+    expect(await client.next()).toMatchObject({ type: "joined", room })
+    for (let start = 0; start < texts.length; start += 100) {
+      const batch = texts.slice(start, start + 100)
+      for (const text of batch) client.ws.send(say(text))
+      for (const text of batch) expect(await client.next()).toMatchObject({ type: "message", text })
+    }
+  }
+
+  // 2,100 messages of 2,000 characters each, every one with "needle" (so every one is segmented), every
+  // third with "haystack" too: the room keeps the last 2,000 or so, what its share of 8 MiB holds
+  const big = Array.from({ length: 2100 }, (_, i) =>
+    `${i} needle ${i % 3 === 0 ? "haystack " : ""}`.padEnd(2000, " lorem ipsum dolor sit amet")
+  )
+
+  for (const [name, server] of [
+    ["WORKERS=1", () => threads],
+    ["WORKERS=0", () => inline]
+  ] as const) {
+    it(`returns the matching messages of the room, ranked by terms matched, then newest first (${name})`, async () => {
+      const client = await open(server().port)
+      await fill(client, "search-small", ["Red apples", "green APPLE pie", "nothing", "red apple pie", "Straße"])
+      client.ws.send(search("apple RED pie"))
+      expect(await client.next()).toEqual({
+        type: "results",
+        room: "search-small",
+        query: "apple RED pie",
+        total: 3,
+        results: [
+          expect.objectContaining({ nick: "writer", text: "red apple pie", score: 3 }),
+          expect.objectContaining({ nick: "writer", text: "green APPLE pie", score: 2 }),
+          expect.objectContaining({ nick: "writer", text: "Red apples", score: 2 })
+        ]
+      })
+      client.ws.send(search("STRASSE"))
+      expect(hitsOf(await client.next())).toEqual([{ nick: "writer", text: "Straße", score: 1 }])
+      client.ws.send(search("?!"))
+      expect(await client.next()).toEqual({ type: "error", message: "search for at least one word" })
+      client.ws.send(search("x".repeat(201)))
+      expect(await client.next()).toEqual({ type: "error", message: "not a valid message" })
+      client.ws.close()
+    })
+  }
+
+  it("answers a search before joining with an error", async () => {
+    const client = await open(threads.port)
+    client.ws.send(search("anything"))
+    expect(await client.next()).toEqual({ type: "error", message: "join a room first" })
+    client.ws.close()
+  })
+
+  it("keeps answering chat messages while a search of a full history runs on a worker, one search at a time", async () => {
+    const client = await open(threads.port)
+    await fill(client, "search-big", big)
+    const started = performance.now()
+    client.ws.send(search("needle haystack"))
+    client.ws.send(search("needle")) // a second search while the first runs: busy
+    expect(await client.next()).toEqual({ type: "error", message: "search busy, try again" })
+    // chat round trips while the search runs: the first is answered before the results, and so on
+    let answered = 0
+    let results: Received | undefined
+    while (results === undefined) {
+      client.ws.send(say(`ping ${answered}`))
+      const received = await client.next()
+      if (received.type === "results") {
+        results = received
+        expect(await client.next()).toMatchObject({ type: "message", text: `ping ${answered}` })
+      } else {
+        expect(received).toMatchObject({ type: "message", text: `ping ${answered}` })
+        answered++
+      }
+    }
+    const searchMs = performance.now() - started
+    expect(answered).toBeGreaterThanOrEqual(1)
+    expect(results.total).toBeGreaterThan(1900)
+    const hits = hitsOf(results)
+    expect(hits).toHaveLength(20)
+    // every third message has both terms: the newest twenty of those, newest first
+    expect(hits.map((hit) => hit.text.split(" ")[0])).toEqual(
+      Array.from({ length: 20 }, (_, i) => String(2097 - 3 * i))
+    )
+    expect(hits.every((hit) => hit.score === 2)).toBe(true)
+    console.info(
+      `search of ${results.total} messages: ${searchMs.toFixed(0)} ms, ${answered} chat round trips meanwhile`
+    )
+    client.ws.close()
+  }, 60_000)
+
+  it("gives the same answer inline (WORKERS=0) as on a worker thread", async () => {
+    const answers: Array<ReadonlyArray<Hit>> = []
+    for (const server of [threads, inline]) {
+      const client = await open(server.port)
+      await fill(client, "search-same", big.slice(0, 300))
+      client.ws.send(search("haystack NEEDLE lorem"))
+      const results = await client.next()
+      expect(results).toMatchObject({ type: "results", total: 300 })
+      answers.push(hitsOf(results))
+      client.ws.close()
+    }
+    expect(answers[0]).toHaveLength(20)
+    expect(answers[1]).toEqual(answers[0])
+  }, 60_000)
+})
