@@ -172,11 +172,22 @@ export const execute = <R>(handlers: Job.Handlers<R>, request: Request): Effect.
   )
 }
 
+/** Runs `f` in a later macrotask (after pending I/O); returns how to call it off. */
+const nextTurn = (f: () => void): (() => void) => {
+  if (typeof setImmediate === "function") {
+    const handle = setImmediate(f)
+    return () => clearImmediate(handle)
+  }
+  const handle = setTimeout(f, 0)
+  return () => clearTimeout(handle)
+}
+
 /**
  * Runs jobs on the event loop, one at a time: `size: 0` of a pool. A job
  * that never yields cannot be interrupted (nor can its timeout fire until it
  * returns), and it stalls every connection while it runs: inline is for tests
- * and for jobs short enough not to matter.
+ * and for jobs short enough not to matter. A job that follows another starts
+ * in a later macrotask, so the loop serves sockets and timers between two.
  *
  * @since 0.1.0
  * @category executors
@@ -189,20 +200,43 @@ export const inline = <R>(handlers: Job.Handlers<R>): Effect.Effect<Executor, ne
       size: 1,
       spawn: Effect.sync((): Slot => {
         let running: Fiber.Fiber<Outcome> | undefined
+        let jobEndedThisTurn = false
+        // a job about to start, and how to call it off
+        let pending: { readonly cancel: () => void; readonly settle: (outcome: Outcome) => void } | undefined
+        const stop = () => {
+          if (pending !== undefined) {
+            const { cancel, settle } = pending
+            pending = undefined
+            cancel()
+            settle({ _tag: "Interrupted" })
+          } else running?.interruptUnsafe()
+        }
         return {
           start(request, settle) {
-            const fiber = runFork(execute(handlers, request))
-            running = fiber
-            fiber.addObserver((exit) => {
-              if (running === fiber) running = undefined
-              settle(Exit.isSuccess(exit) ? exit.value : { _tag: "Interrupted" })
-            })
+            const begin = () => {
+              pending = undefined
+              const fiber = runFork(execute(handlers, request))
+              running = fiber
+              fiber.addObserver((exit) => {
+                if (running === fiber) running = undefined
+                if (!jobEndedThisTurn) {
+                  jobEndedThisTurn = true
+                  nextTurn(() => {
+                    jobEndedThisTurn = false
+                  })
+                }
+                settle(Exit.isSuccess(exit) ? exit.value : { _tag: "Interrupted" })
+              })
+            }
+            // a job that follows another in the same macrotask waits for the next one, so that
+            // sockets, timers and I/O are served between two jobs: back to back, a queue of jobs
+            // would hold the loop for all of them
+            if (jobEndedThisTurn) pending = { cancel: nextTurn(begin), settle }
+            else begin()
           },
-          cancel() {
-            running?.interruptUnsafe()
-          },
+          cancel: stop,
           exited: Effect.never,
-          terminate: Effect.sync(() => running?.interruptUnsafe())
+          terminate: Effect.sync(stop)
         }
       })
     }

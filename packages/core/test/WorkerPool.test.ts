@@ -16,11 +16,15 @@ const Slow = Job.make("Slow", {
 })
 const Die = Job.make("Die", { payload: Schema.String })
 const Count = Job.make("Count", { payload: Schema.Int, success: Schema.Int })
+/** Blocks the thread for `millis`, then records that it ended. */
+const Spin = Job.make("Spin", { payload: Schema.Int, success: Schema.Int })
+
+const ended: Array<string> = []
 
 const started: Array<string> = []
 const interrupted: Array<string> = []
 
-const Handlers = Job.handlers([Slow, Die, Count], {
+const Handlers = Job.handlers([Slow, Die, Count, Spin], {
   Slow: ({ millis, text }) =>
     Effect.gen(function* () {
       started.push(text)
@@ -29,7 +33,14 @@ const Handlers = Job.handlers([Slow, Die, Count], {
       return text.toUpperCase()
     }).pipe(Effect.onInterrupt(() => Effect.sync(() => interrupted.push(text)))),
   Die: (text) => Effect.die(new Error(text)),
-  Count: (n) => Effect.succeed(n + 1)
+  Count: (n) => Effect.succeed(n + 1),
+  Spin: (millis) =>
+    Effect.sync(() => {
+      const end = performance.now() + millis
+      while (performance.now() < end) {}
+      ended.push(`spin ${millis}`)
+      return millis
+    })
 })
 
 const Pool = (options?: WorkerPool.Options) => WorkerPool.layerInline(Handlers, options)
@@ -166,10 +177,12 @@ describe("WorkerPool (inline)", () => {
       expect(waiting.pollUnsafe()).toBeUndefined()
       yield* TestClock.adjust("100 millis")
       expect(yield* Fiber.join(first)).toBe("ONE")
-      // "two" left the queue for the worker: the waiter got its place
-      expect(yield* Fiber.join(waiting)).toBe(2)
+      // "two" left the queue for the worker: the waiter took its place in the queue
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      expect([yield* gauge(WorkerPool.metrics.queued), yield* gauge(WorkerPool.metrics.running)]).toEqual([1, 1])
       yield* TestClock.adjust("100 millis")
       expect(yield* Fiber.join(second)).toBe("TWO")
+      expect(yield* Fiber.join(waiting)).toBe(2)
       expect([yield* gauge(WorkerPool.metrics.queued), yield* gauge(WorkerPool.metrics.running)]).toEqual([0, 0])
     }).pipe(Effect.provide(Pool({ queueCapacity: 1 })))
   )
@@ -232,6 +245,18 @@ describe("WorkerPool (inline)", () => {
       expect(interrupted).toEqual(["long"])
     })
   )
+
+  it.effect("lets the event loop run between two inline jobs", () =>
+    Effect.gen(function* () {
+      ended.length = 0
+      const jobs = yield* Effect.forkChild(
+        Effect.all([WorkerPool.run(Spin, 20), WorkerPool.run(Spin, 21)], { concurrency: 2 })
+      )
+      // a macrotask queued while the first job is queued: sockets, timers and I/O are served like it
+      setImmediate(() => ended.push("event loop"))
+      yield* Fiber.join(jobs)
+      expect(ended).toEqual(["spin 20", "event loop", "spin 21"])
+    }).pipe(Effect.provide(Pool())))
 
   it.effect("fails the layer with InvalidOptions for a bad setting", () =>
     Effect.gen(function* () {

@@ -267,8 +267,9 @@ export class Pool {
       if (worker.slot === undefined || worker.busy) continue
       const entry = this.queue.shift()!
       metrics.queued.modifyUnsafe(-1, this.context)
-      this.spaceWaiters.shift()?.()
       this.startOn(worker, entry)
+      // after the start: a woken submitter may dispatch again, and must find this worker busy
+      this.spaceWaiters.shift()?.()
     }
   }
 
