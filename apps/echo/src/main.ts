@@ -14,7 +14,8 @@
  * MAX_MESSAGE_BYTES (1 MiB: the memory a server admits grows with it; the
  * RFC 6455 conformance test sets 16 MiB), MAX_CONNECTIONS_PER_IP (64),
  * WORKERS (worker threads for jobs: cores − 1, at least 1; 0 runs them inline
- * on the event loop), JOB_ROUNDS (10,000: about 20 ms of hashing).
+ * on the event loop), WORKER_NICENESS (10: the job threads' nice value, 0 to
+ * 19), JOB_ROUNDS (10,000: about 20 ms of hashing).
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Behavior, type Connection, type Job, WorkerPool } from "@switchboard/core"
@@ -51,6 +52,7 @@ const settings = Config.all({
   maxMessageBytes: Config.Int("MAX_MESSAGE_BYTES").pipe(Config.withDefault(1024 * 1024)),
   maxConnectionsPerIp: Config.Int("MAX_CONNECTIONS_PER_IP").pipe(Config.withDefault(64)),
   workers: Config.Int("WORKERS").pipe(Config.withDefault(NodeWorkerPool.defaultSize())),
+  niceness: Config.Int("WORKER_NICENESS").pipe(Config.withDefault(NodeWorkerPool.defaultNiceness)),
   jobRounds: Config.Int("JOB_ROUNDS").pipe(Config.withDefault(10_000))
 })
 
@@ -63,7 +65,7 @@ const EchoServer = Layer.unwrap(
         `closeAfterNoPong=${Duration.format(s.closeAfterNoPong)} ` +
         `idleTimeout=${Option.match(s.idleTimeout, { onNone: () => "off", onSome: Duration.format })} ` +
         `maxMessageBytes=${s.maxMessageBytes} maxConnectionsPerIp=${s.maxConnectionsPerIp} ` +
-        `workers=${s.workers} jobRounds=${s.jobRounds}`
+        `workers=${s.workers} workerNiceness=${s.niceness} jobRounds=${s.jobRounds}`
     )
     return NodeServer.layer({
       port: s.port,
@@ -76,7 +78,12 @@ const EchoServer = Layer.unwrap(
     }).pipe(
       // the pool outlives the server: connections close (cancelling their jobs) before it shuts down
       Layer.provide(
-        NodeWorkerPool.layer({ handlers: Handlers, worker: new URL("./worker.ts", import.meta.url), size: s.workers })
+        NodeWorkerPool.layer({
+          handlers: Handlers,
+          worker: new URL("./worker.ts", import.meta.url),
+          size: s.workers,
+          niceness: s.niceness
+        })
       )
     )
   })

@@ -172,6 +172,9 @@ export const execute = <R>(handlers: Job.Handlers<R>, request: Request): Effect.
   )
 }
 
+/** How long inline jobs may run back to back in one macrotask before the next waits for a later one. */
+const inlineTurnBudgetMillis = 1
+
 /** Runs `f` in a later macrotask (after pending I/O); returns how to call it off. */
 const nextTurn = (f: () => void): (() => void) => {
   if (typeof setImmediate === "function") {
@@ -186,8 +189,9 @@ const nextTurn = (f: () => void): (() => void) => {
  * Runs jobs on the event loop, one at a time: `size: 0` of a pool. A job
  * that never yields cannot be interrupted (nor can its timeout fire until it
  * returns), and it stalls every connection while it runs: inline is for tests
- * and for jobs short enough not to matter. A job that follows another starts
- * in a later macrotask, so the loop serves sockets and timers between two.
+ * and for jobs short enough not to matter. Jobs that follow one another run
+ * back to back for at most 1 ms of one macrotask; the next then starts in a
+ * later one, so the loop serves sockets and timers between long jobs.
  *
  * @since 0.1.0
  * @category executors
@@ -200,7 +204,8 @@ export const inline = <R>(handlers: Job.Handlers<R>): Effect.Effect<Executor, ne
       size: 1,
       spawn: Effect.sync((): Slot => {
         let running: Fiber.Fiber<Outcome> | undefined
-        let jobEndedThisTurn = false
+        // when the first job of this macrotask began (undefined: none yet)
+        let turnStart: number | undefined
         // a job about to start, and how to call it off
         let pending: { readonly cancel: () => void; readonly settle: (outcome: Outcome) => void } | undefined
         const stop = () => {
@@ -215,24 +220,24 @@ export const inline = <R>(handlers: Job.Handlers<R>): Effect.Effect<Executor, ne
           start(request, settle) {
             const begin = () => {
               pending = undefined
+              if (turnStart === undefined) {
+                turnStart = performance.now()
+                nextTurn(() => {
+                  turnStart = undefined
+                })
+              }
               const fiber = runFork(execute(handlers, request))
               running = fiber
               fiber.addObserver((exit) => {
                 if (running === fiber) running = undefined
-                if (!jobEndedThisTurn) {
-                  jobEndedThisTurn = true
-                  nextTurn(() => {
-                    jobEndedThisTurn = false
-                  })
-                }
                 settle(Exit.isSuccess(exit) ? exit.value : { _tag: "Interrupted" })
               })
             }
-            // a job that follows another in the same macrotask waits for the next one, so that
-            // sockets, timers and I/O are served between two jobs: back to back, a queue of jobs
-            // would hold the loop for all of them
-            if (jobEndedThisTurn) pending = { cancel: nextTurn(begin), settle }
-            else begin()
+            // each job's end starts the next one synchronously: without a budget, a queue of jobs
+            // would hold the loop for all of them, and sockets, timers and I/O would wait
+            if (turnStart !== undefined && performance.now() - turnStart >= inlineTurnBudgetMillis) {
+              pending = { cancel: nextTurn(begin), settle }
+            } else begin()
           },
           cancel: stop,
           exited: Effect.never,

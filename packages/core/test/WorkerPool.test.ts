@@ -256,7 +256,8 @@ describe("WorkerPool (inline)", () => {
       setImmediate(() => ended.push("event loop"))
       yield* Fiber.join(jobs)
       expect(ended).toEqual(["spin 20", "event loop", "spin 21"])
-    }).pipe(Effect.provide(Pool())))
+    }).pipe(Effect.provide(Pool()))
+  )
 
   it.effect("fails the layer with InvalidOptions for a bad setting", () =>
     Effect.gen(function* () {

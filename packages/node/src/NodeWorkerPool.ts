@@ -86,6 +86,17 @@ export interface Options<R> extends WorkerPool.Options {
   readonly resourceLimits?: WorkerThreads.ResourceLimits
   /** How long a new worker may take to load its module. Default 10 s. */
   readonly readyTimeout?: number
+  /**
+   * The nice value of the worker threads, 0 (the process's own priority) to
+   * 19 (the lowest). Default 10: when the cores are short (V8's helper
+   * threads, other processes, a pool larger than the cores), the kernel gives
+   * the event loop the CPU first, so connections keep answering while jobs
+   * run; jobs then take longer. It only ever lowers a priority: in a process
+   * already nicer than this, the threads keep the process's value. Linux
+   * only (per-thread `setpriority`); elsewhere the threads keep the
+   * process's priority.
+   */
+  readonly niceness?: number
 }
 
 /**
@@ -97,6 +108,19 @@ export interface Options<R> extends WorkerPool.Options {
 export const defaultSize = (): number => Math.max(1, availableParallelism() - 1)
 
 /**
+ * The default nice value of worker threads (see `Options.niceness`).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultNiceness = 10
+
+const invalid = (message: string): Layer.Layer<WorkerPool.WorkerPool, JobError.JobError> =>
+  Layer.effect(WorkerPool.WorkerPool)(
+    Effect.fail(new JobError.JobError({ job: "pool", reason: new JobError.InvalidOptions({ message }) }))
+  )
+
+/**
  * The pool layer. Fails with `JobError` `InvalidOptions` for a bad setting,
  * or `SpawnFailed` when a worker cannot start (a wrong `worker` URL, a
  * module that throws while loading, one that never calls `runWorker`).
@@ -106,10 +130,10 @@ export const defaultSize = (): number => Math.max(1, availableParallelism() - 1)
  */
 export const layer = <R = never>(options: Options<R>): Layer.Layer<WorkerPool.WorkerPool, JobError.JobError, R> => {
   const size = options.size ?? defaultSize()
-  if (!Number.isInteger(size) || size < 0) {
-    const message = `size: must be a non-negative integer, got ${size}`
-    const error = new JobError.JobError({ job: "pool", reason: new JobError.InvalidOptions({ message }) })
-    return Layer.effect(WorkerPool.WorkerPool)(Effect.fail(error))
+  if (!Number.isInteger(size) || size < 0) return invalid(`size: must be a non-negative integer, got ${size}`)
+  const niceness = options.niceness ?? defaultNiceness
+  if (!Number.isInteger(niceness) || niceness < 0 || niceness > 19) {
+    return invalid(`niceness: must be an integer from 0 to 19, got ${niceness}`)
   }
   if (size === 0) return WorkerPool.layerInline(options.handlers, options)
   return Layer.effect(WorkerPool.WorkerPool)(
@@ -118,7 +142,8 @@ export const layer = <R = never>(options: Options<R>): Layer.Layer<WorkerPool.Wo
         worker: options.worker,
         size,
         ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
-        readyTimeout: options.readyTimeout ?? 10_000
+        readyTimeout: options.readyTimeout ?? 10_000,
+        niceness
       }),
       options
     )
@@ -126,17 +151,24 @@ export const layer = <R = never>(options: Options<R>): Layer.Layer<WorkerPool.Wo
 }
 
 /**
- * `layer` with its size from the environment: `WORKERS` (default: cores −
- * 1, at least 1; 0 = inline).
+ * `layer` with its size and priority from the environment: `WORKERS`
+ * (default: cores − 1, at least 1; 0 = inline) and `WORKER_NICENESS`
+ * (default 10).
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerConfig = <R = never>(
-  options: Omit<Options<R>, "size">
+  options: Omit<Options<R>, "size" | "niceness">
 ): Layer.Layer<WorkerPool.WorkerPool, JobError.JobError | Config.ConfigError, R> =>
   Layer.unwrap(
-    Effect.map(Config.Int("WORKERS").pipe(Config.withDefault(defaultSize())), (size) => layer({ ...options, size }))
+    Effect.map(
+      Config.all({
+        size: Config.Int("WORKERS").pipe(Config.withDefault(defaultSize())),
+        niceness: Config.Int("WORKER_NICENESS").pipe(Config.withDefault(defaultNiceness))
+      }),
+      ({ size, niceness }) => layer({ ...options, size, niceness })
+    )
   )
 
 /**

@@ -3,7 +3,19 @@ import { describe, expect, it } from "@effect/vitest"
 import { Behavior, type Connection, type Job, JobError, WorkerPool } from "@switchboard/core"
 import { NodeWorkerPool } from "@switchboard/node"
 import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Metric, Scope } from "effect"
-import { Crash, Die, Digest, digest, Handlers, Refused, Reverse, Sleep, Spin, Where } from "./fixtures/jobs.ts"
+import {
+  Crash,
+  Die,
+  Digest,
+  digest,
+  Handlers,
+  Niceness,
+  Refused,
+  Reverse,
+  Sleep,
+  Spin,
+  Where
+} from "./fixtures/jobs.ts"
 import { connect, serve } from "./support.ts"
 
 const worker = new URL("./fixtures/jobWorker.ts", import.meta.url)
@@ -132,7 +144,7 @@ describe("NodeWorkerPool", () => {
     })
   )
 
-  it.live("reads its size from WORKERS with layerConfig (0: inline)", () =>
+  it.live("reads its size from WORKERS and its priority from WORKER_NICENESS with layerConfig (0: inline)", () =>
     Effect.gen(function* () {
       const sized = (workers: string) =>
         WorkerPool.WorkerPool.use((pool) => Effect.succeed([pool.kind, pool.size])).pipe(
@@ -143,9 +155,37 @@ describe("NodeWorkerPool", () => {
           )
         )
       expect(yield* sized("0")).toEqual(["inline", 1])
+      const nice = yield* WorkerPool.run(Niceness, undefined).pipe(
+        Effect.provide(
+          NodeWorkerPool.layerConfig({ handlers: Handlers, worker }).pipe(
+            Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord({ WORKERS: "1", WORKER_NICENESS: "5" })))
+          )
+        )
+      )
+      expect(nice).toBe(Math.max(5, yield* Effect.provide(WorkerPool.run(Niceness, undefined), Threads({ size: 0 }))))
       expect(yield* sized("2")).toEqual(["threads", 2])
       const error = yield* Effect.flip(sized("-1"))
       expect(error._tag === "JobError" && error.reason._tag).toBe("InvalidOptions")
+    })
+  )
+
+  it.live("lowers its threads' priority to niceness (default 10), not the main thread's", () =>
+    Effect.gen(function* () {
+      const main = yield* Effect.provide(WorkerPool.run(Niceness, undefined), Threads({ size: 0 }))
+      // a priority is only ever lowered: under a nicer test runner, the threads keep its value
+      expect(yield* Effect.provide(WorkerPool.run(Niceness, undefined), Threads({ size: 1 }))).toBe(
+        Math.max(main, NodeWorkerPool.defaultNiceness)
+      )
+      expect(NodeWorkerPool.defaultNiceness).toBe(10)
+      expect(yield* Effect.provide(WorkerPool.run(Niceness, undefined), Threads({ size: 1, niceness: 0 }))).toBe(main)
+      expect(yield* Effect.provide(WorkerPool.run(Niceness, undefined), Threads({ size: 1, niceness: 19 }))).toBe(19)
+      expect(main).toBeLessThan(19)
+      // the inline run above read the main thread, which no pool touched
+      expect(yield* Effect.provide(WorkerPool.run(Niceness, undefined), Threads({ size: 0 }))).toBe(main)
+      for (const niceness of [-1, 20, 1.5]) {
+        const error = yield* Effect.flip(Layer.build(Threads({ size: 1, niceness })))
+        expect(error.reason._tag).toBe("InvalidOptions")
+      }
     })
   )
 

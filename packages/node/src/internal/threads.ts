@@ -16,6 +16,8 @@
  * failure, 2 defect (value: message), 3 interrupted.
  */
 
+import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as WorkerThreads from "node:worker_threads"
 import * as NodeWorker from "@effect/platform-node/NodeWorker"
 import { type Job, JobError, JobExecutor } from "@switchboard/core"
@@ -32,6 +34,31 @@ export interface ThreadOptions {
   readonly resourceLimits?: WorkerThreads.ResourceLimits
   /** How long a new worker may take to load its module and report ready. */
   readonly readyTimeout: number
+  /** The nice value each worker thread gives itself (Linux), 0 to 19. */
+  readonly niceness: number
+}
+
+/** What the main thread tells a worker thread through `workerData`. */
+interface ThreadData {
+  readonly switchboardNiceness?: number
+}
+
+/**
+ * Lowers this thread's scheduling priority to `niceness`. On Linux a nice
+ * value belongs to a thread (`setpriority` on its thread id), so the main
+ * thread and the rest of the process keep theirs. A thread already nicer
+ * than that keeps its value (this never raises a priority). Elsewhere there is no
+ * thread id to give `setpriority`, and nothing changes.
+ */
+const lowerThreadPriority = (niceness: number): void => {
+  if (niceness <= 0 || process.platform !== "linux") return
+  try {
+    const tid = Number(Fs.readlinkSync("/proc/thread-self").split("/").pop())
+    // only ever lower it: a process that is already nicer keeps its value
+    if (Number.isInteger(tid) && tid > 0 && Os.getPriority(tid) < niceness) Os.setPriority(tid, niceness)
+  } catch {
+    // no /proc, or a sandbox that forbids it: the thread keeps the process's priority
+  }
 }
 
 /** Transfers only what may move: never a buffer that Node marked untransferable (its pooled buffers). */
@@ -74,6 +101,7 @@ export const executor = (options: ThreadOptions): JobExecutor.Executor => ({
     const spawner: Worker.SpawnerFn = () => {
       raw = new WorkerThreads.Worker(options.worker, {
         ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
+        workerData: { switchboardNiceness: options.niceness } satisfies ThreadData,
         name: "switchboard-job"
       })
       threadsAlive.modifyUnsafe(1, context)
@@ -162,6 +190,8 @@ export const serve = <R>(
   handlers: Job.Handlers<R>
 ): Effect.Effect<void, JobError.JobError, R | WorkerRunner.WorkerRunnerPlatform> =>
   Effect.gen(function* () {
+    const data = WorkerThreads.workerData as ThreadData | undefined
+    if (typeof data?.switchboardNiceness === "number") lowerThreadPriority(data.switchboardNiceness)
     const platform = yield* WorkerRunner.WorkerRunnerPlatform
     const runner = yield* platform.start<Reply, Command>()
     const runFork = Effect.runForkWith(yield* Effect.context<R>())
