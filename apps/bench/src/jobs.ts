@@ -40,7 +40,6 @@
  * SIGKILL).
  */
 
-import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -49,6 +48,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks"
 import WebSocket from "ws"
 import { pollUntil, sleep } from "../../../test-support/poll.ts"
 import { type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
+import { clockTicks, machineBusyTicks } from "./proc.ts"
 
 const benchDir = Path.resolve(import.meta.dirname, "..")
 const repoRoot = Path.resolve(benchDir, "../..")
@@ -142,15 +142,6 @@ const parseArgs = (argv: ReadonlyArray<string>): Options => {
 // ---------------------------------------------------------------------------
 // /proc
 
-const clockTicks = ((): number => {
-  try {
-    const value = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim())
-    return value > 0 ? value : 100
-  } catch {
-    return 100
-  }
-})()
-
 /** utime + stime of a /proc stat file, in ticks. */
 const statTicks = (path: string): { readonly comm: string; readonly ticks: number } | undefined => {
   try {
@@ -217,17 +208,6 @@ const serverCpu = (from: CpuSample | undefined, to: CpuSample | undefined): Serv
 }
 
 /** The whole machine's busy ticks (every CPU, every process) from /proc/stat. */
-const machineBusyTicks = (): number => {
-  try {
-    const line = Fs.readFileSync("/proc/stat", "utf8").split("\n")[0] ?? ""
-    // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is already in user)
-    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number)
-    return (user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)
-  } catch {
-    return Number.NaN
-  }
-}
-
 // ---------------------------------------------------------------------------
 // statistics
 

@@ -36,7 +36,6 @@
  * `workerData.bare` it echoes messages, in any other (the pool's) it calls
  * `NodeWorkerPool.runWorker`.
  */
-import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -44,6 +43,7 @@ import { isMainThread, parentPort, Worker, workerData } from "node:worker_thread
 import { Job, WorkerPool } from "@switchboard/core"
 import { NodeWorkerPool } from "@switchboard/node"
 import { Effect, Schema } from "effect"
+import { clockTicks, machineBusyTicks } from "./proc.ts"
 
 const Echo = Job.make("Echo", { payload: Schema.String, success: Schema.String })
 const Handlers = Job.handlers([Echo], { Echo: (text) => Effect.succeed(text) })
@@ -210,15 +210,6 @@ interface Variant {
   readonly run: (count: number) => Promise<number>
 }
 
-const clockTicks = ((): number => {
-  try {
-    const value = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim())
-    return value > 0 ? value : 100
-  } catch {
-    return 100
-  }
-})()
-
 /** The main thread's utime + stime, µs (clock-tick resolution). */
 const mainThreadCpuUs = (): number => {
   try {
@@ -231,16 +222,6 @@ const mainThreadCpuUs = (): number => {
 }
 
 /** The whole machine's busy ticks (every CPU, every process) from /proc/stat. */
-const machineBusyTicks = (): number => {
-  try {
-    const line = Fs.readFileSync("/proc/stat", "utf8").split("\n")[0] ?? ""
-    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number)
-    return (user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)
-  } catch {
-    return Number.NaN
-  }
-}
-
 /** Waits until the machine is busy less than `limit` % of one core over a second, for up to `seconds`. */
 const waitForQuiet = async (seconds: number, limit = 10): Promise<number> => {
   const deadline = performance.now() + seconds * 1000

@@ -21,6 +21,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { sleep } from "../../../test-support/poll.ts"
 import { commandWorks, logTail, type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
+import { clockTicks } from "./proc.ts"
 
 const benchDir = Path.resolve(import.meta.dirname, "..")
 const repoRoot = Path.resolve(benchDir, "../..")
@@ -140,15 +141,6 @@ const ensureLoadgen = (): void => {
     fail(`cc failed to compile ${loadgenSource}`)
   }
 }
-
-const clockTicks = ((): number => {
-  try {
-    const value = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim())
-    return value > 0 ? value : 100
-  } catch {
-    return 100
-  }
-})()
 
 const cpuCount = Os.availableParallelism()
 const pinning = cpuCount >= 2 && commandWorks("taskset", ["-V"])
