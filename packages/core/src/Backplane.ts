@@ -6,13 +6,16 @@
  *
  * Two methods, so that a backplane is easy to write: `publish` an envelope on
  * a topic, and `subscribe` to a topic for as long as a scope lives.
- * `layerMemory` (one process) is the default; `@switchboard/redis` spans
- * machines. Every backplane passes the conformance suite in
+ * `layerMemory` (one thread) is the default; `layerThreads` joins the
+ * threads of one process (the reactors of `NodeReactors`, one per core);
+ * `@switchboard/redis` spans machines. Every backplane passes the conformance suite in
  * `@switchboard/testing` (`BackplaneConformance`).
  *
  * @since 0.1.0
  */
 import { Context, Data, Effect, Layer, type Scope } from "effect"
+import * as ChannelBackplane from "./internal/channelBackplane.ts"
+import * as Topics from "./internal/topics.ts"
 import type { Message } from "./Message.ts"
 
 /**
@@ -104,30 +107,47 @@ export class Backplane extends Context.Service<
  * @category layers
  */
 export const layerMemory: Layer.Layer<Backplane> = Layer.sync(Backplane)(() => {
-  const topics = new Map<string, Set<(envelope: Envelope) => void>>()
+  const topics = Topics.make()
   return Backplane.of({
-    publish: (envelope) =>
-      Effect.sync(() => {
-        const handlers = topics.get(envelope.topic)
-        if (handlers === undefined) return
-        for (const handler of handlers) handler(envelope)
-      }),
-    subscribe: (topic, onEnvelope) =>
-      Effect.acquireRelease(
-        Effect.sync(() => {
-          // a wrapper per subscription, so the same function can subscribe twice
-          const handler = (envelope: Envelope) => onEnvelope(envelope)
-          let handlers = topics.get(topic)
-          if (handlers === undefined) topics.set(topic, (handlers = new Set()))
-          handlers.add(handler)
-          return handler
-        }),
-        (handler) =>
-          Effect.sync(() => {
-            const handlers = topics.get(topic)
-            handlers?.delete(handler)
-            if (handlers?.size === 0) topics.delete(topic)
-          })
-      ).pipe(Effect.asVoid)
+    publish: (envelope) => Effect.sync(() => topics.deliver(envelope)),
+    subscribe: topics.subscribe
   })
 })
+
+/**
+ * The name of the channel that `layerThreads` uses by default.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultChannel = "switchboard:backplane"
+
+/**
+ * A backplane between the threads of one process, with no server: every
+ * instance with the same `channel` name, in any thread, gets every
+ * envelope (a `BroadcastChannel`). This is what joins the hubs of several
+ * reactors on one port (`NodeReactors`).
+ *
+ * - The publisher's own subscribers are called synchronously; each other
+ *   thread receives the envelope once (a structured clone), in publish
+ *   order, and its hub frames a broadcast once for all its subscribers.
+ * - What crosses must be cloneable: a member's metadata with a function in
+ *   it fails the `join` with a `BackplaneError`, and reaches no one.
+ * - Each thread receives every topic's envelopes and drops those it has no
+ *   subscriber for, so this suits a handful of threads (a reactor per
+ *   core), not hundreds.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Backplane, Hub } from "@switchboard/core"
+ *
+ * // in every reactor thread: their hubs share broadcasts and presence events
+ * const HubLive = Hub.layer().pipe(Layer.provide(Backplane.layerThreads()))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerThreads = (options: { readonly channel?: string } = {}): Layer.Layer<Backplane> =>
+  ChannelBackplane.layer(options.channel ?? defaultChannel)

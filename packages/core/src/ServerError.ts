@@ -1,6 +1,7 @@
 /**
- * Errors of a server layer (any reactor): it could not listen, or an option
- * was invalid. Both fail the layer when it is built, before any connection.
+ * Errors of a server layer (any reactor): it could not listen, an option
+ * was invalid, or a reactor thread failed before listening. Each fails the
+ * layer when it is built, before any connection.
  *
  * @since 0.1.0
  */
@@ -29,13 +30,27 @@ export class InvalidOptions extends Data.TaggedError("InvalidOptions")<{
 }> {}
 
 /**
+ * A reactor (a thread of a multi-reactor server) ended before it was
+ * listening: its app layer failed, or it exited. `message` carries its
+ * cause.
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class ReactorFailed extends Data.TaggedError("ReactorFailed")<{
+  /** The reactor's index, from 0. */
+  readonly index: number
+  readonly message: string
+}> {}
+
+/**
  * The error of building a server layer.
  *
  * @since 0.1.0
  * @category errors
  */
 export class ServerError extends Data.TaggedError("ServerError")<{
-  readonly reason: ListenFailed | InvalidOptions
+  readonly reason: ListenFailed | InvalidOptions | ReactorFailed
 }> {
   override get message(): string {
     return `${this.reason._tag}: ${this.reason.message}`

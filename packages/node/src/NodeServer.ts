@@ -18,6 +18,7 @@ import { ServerError, type ServerOptions } from "@switchboard/core"
 import { Context, Effect, Layer } from "effect"
 import { acceptErrorsTotal, guardAccepts, tcpCap } from "./internal/acceptGuard.ts"
 import { openFileLimit, reserveFor } from "./internal/fdLimit.ts"
+import * as ReactorThread from "./internal/reactorThread.ts"
 import { mount } from "./internal/upgrade.ts"
 
 export {
@@ -55,6 +56,13 @@ export interface Options<R> extends MountOptions<R> {
   readonly port?: number
   /** Default "127.0.0.1". */
   readonly host?: string
+  /**
+   * Bind with `SO_REUSEPORT` (Linux, and the BSDs), so that several servers
+   * (threads or processes) can listen on the same port and the kernel
+   * spreads connections among them. Default: true in a reactor thread of
+   * `NodeReactors`, false otherwise.
+   */
+  readonly reusePort?: boolean
 }
 
 /**
@@ -108,10 +116,10 @@ const mountScoped = <R>(server: Http.Server, options: MountOptions<R>, owned: bo
       defaultMaxConnections: defaultMaxConnections(openFileLimit()),
       handleRequests: owned || options.onRequest !== undefined
     })
-    return { supervisor: mounted.supervisor, stats: mounted.stats }
+    return mounted
   })
 
-const listen = (server: Http.Server, port: number, host: string) =>
+const listen = (server: Http.Server, port: number, host: string, reusePort: boolean) =>
   Effect.callback<AddressInfo, ServerError.ServerError>((resume) => {
     const onError = (error: Error) => {
       server.off("listening", onListening)
@@ -127,7 +135,7 @@ const listen = (server: Http.Server, port: number, host: string) =>
     }
     server.once("error", onError)
     server.once("listening", onListening)
-    server.listen(port, host)
+    server.listen({ port, host, reusePort })
   })
 
 const closeServer = (server: Http.Server) =>
@@ -160,15 +168,23 @@ export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, S
   Layer.effect(NodeServer)(
     Effect.gen(function* () {
       const server = Http.createServer()
-      const port = options.port ?? 8080
+      const reactor = ReactorThread.current
+      const asked = options.port ?? 8080
+      // port 0 in a reactor: the port the first reactor got, so that all of them share it
+      const port = asked === 0 && reactor?.port !== undefined ? reactor.port : asked
       const host = options.host ?? "127.0.0.1"
       // finalizers run in reverse: connections are closed (1001) before the listener goes
       yield* Effect.addFinalizer(() => closeServer(server))
-      const { supervisor, stats } = yield* mountScoped(server, options, true)
-      const address = yield* listen(server, port, host)
+      const { supervisor, stats, shutdownTimeout } = yield* mountScoped(server, options, true)
+      const address = yield* listen(server, port, host, options.reusePort ?? reactor !== undefined)
       const fileLimit = openFileLimit()
       yield* guardAccepts(server, tcpCap(fileLimit), fileLimit)
-      yield* Effect.logInfo(`switchboard listening on ws://${host}:${address.port}`)
+      yield* Effect.logInfo(
+        reactor === undefined
+          ? `switchboard listening on ws://${host}:${address.port}`
+          : `switchboard reactor ${reactor.index + 1}/${reactor.reactors} listening on ws://${host}:${address.port}`
+      )
+      ReactorThread.tell({ _tag: "Listening", port: address.port, host, shutdownTimeout })
       return NodeServer.of({
         port: address.port,
         host,

@@ -6,6 +6,8 @@
  */
 
 /** @since 0.1.0 */
+export * as NodeReactors from "./NodeReactors.ts"
+/** @since 0.1.0 */
 export * as NodeServer from "./NodeServer.ts"
 /** @since 0.1.0 */
 export * as NodeWorkerPool from "./NodeWorkerPool.ts"

@@ -7,19 +7,25 @@
  * Deliveries may be asynchronous (Redis), so the suite waits for them with
  * real time, bounded.
  *
+ * A backplane that joins nodes (threads, processes, machines) also runs the
+ * `crossNode` tests: two instances of the layer (`Layer.fresh`, as two
+ * nodes would build it), an envelope published on one reaching the
+ * subscribers of both, in order and intact.
+ *
  * @example
  * ```ts
  * import { Backplane } from "@switchboard/core"
  * import { BackplaneConformance } from "@switchboard/testing"
  *
  * BackplaneConformance.run("memory", Backplane.layerMemory)
+ * BackplaneConformance.run("threads", Backplane.layerThreads(), { crossNode: true })
  * ```
  *
  * @since 0.1.0
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Backplane } from "@switchboard/core"
-import { Effect, Exit, type Layer, Scope } from "effect"
+import { Context, Effect, Exit, Layer, Scope } from "effect"
 
 const within = (condition: () => boolean, millis = 5_000): Effect.Effect<void, Error> =>
   Effect.gen(function* () {
@@ -45,12 +51,28 @@ const broadcast = (
 })
 
 /**
+ * Options of `run`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The backplane joins nodes: run the tests with two instances too. */
+  readonly crossNode?: boolean
+}
+
+/** A second instance of the backplane, as another node builds it, for the current scope. */
+const another = <E>(layer: Layer.Layer<Backplane.Backplane, E>) =>
+  Effect.map(Layer.build(Layer.fresh(layer)), (context) => Context.get(context, Backplane.Backplane))
+
+/**
  * Registers the conformance tests for `layer` under `describe(name)`.
  *
  * @since 0.1.0
  * @category tests
  */
-export const run = <E>(name: string, layer: Layer.Layer<Backplane.Backplane, E>): void => {
+export const run = <E>(name: string, layer: Layer.Layer<Backplane.Backplane, E>, options: Options = {}): void => {
+  if (options.crossNode === true) runCrossNode(name, layer)
   describe(`Backplane conformance: ${name}`, () => {
     it.live("delivers a published envelope to a subscriber of its topic", () =>
       Effect.gen(function* () {
@@ -138,6 +160,80 @@ export const run = <E>(name: string, layer: Layer.Layer<Backplane.Backplane, E>)
         expect(got[2]).toEqual({ _tag: "Joined", topic, origin: "node-b", member })
         expect(got[3]).toEqual({ _tag: "Left", topic, origin: "node-b", member })
       }).pipe(Effect.provide(layer))
+    )
+  })
+}
+
+const runCrossNode = <E>(name: string, layer: Layer.Layer<Backplane.Backplane, E>): void => {
+  describe(`Backplane conformance across nodes: ${name}`, () => {
+    it.live("delivers an envelope published on one node to the subscribers of every node", () =>
+      Effect.gen(function* () {
+        const a = yield* another(layer)
+        const b = yield* another(layer)
+        const topic = freshTopic("cross")
+        const onA: Array<Backplane.Envelope> = []
+        const onB: Array<Backplane.Envelope> = []
+        const otherTopic: Array<Backplane.Envelope> = []
+        yield* a.subscribe(topic, (e) => onA.push(e))
+        yield* b.subscribe(topic, (e) => onB.push(e))
+        yield* b.subscribe(freshTopic("elsewhere"), (e) => otherTopic.push(e))
+        yield* a.publish(broadcast(topic, "from a"))
+        yield* b.publish(broadcast(topic, "from b", "node-b"))
+        yield* within(() => onA.length === 2 && onB.length === 2)
+        expect(onA.map((e) => e._tag === "Broadcast" && e.message).sort()).toEqual(["from a", "from b"])
+        expect(onB.map((e) => e._tag === "Broadcast" && e.message).sort()).toEqual(["from a", "from b"])
+        yield* Effect.sleep(50)
+        expect(onA).toHaveLength(2)
+        expect(onB).toHaveLength(2)
+        expect(otherTopic).toHaveLength(0)
+      }).pipe(Effect.scoped)
+    )
+
+    it.live("keeps one publisher's order on another node (1,000 envelopes, text and binary)", () =>
+      Effect.gen(function* () {
+        const a = yield* another(layer)
+        const b = yield* another(layer)
+        const topic = freshTopic("cross-order")
+        const got: Array<string> = []
+        yield* b.subscribe(topic, (e) => {
+          if (e._tag !== "Broadcast") return
+          got.push(typeof e.message === "string" ? e.message : `bin:${[...e.message].join(",")}`)
+        })
+        const expected: Array<string> = []
+        for (let i = 0; i < 1000; i++) {
+          if (i % 2 === 0) {
+            yield* a.publish(broadcast(topic, String(i)))
+            expected.push(String(i))
+          } else {
+            yield* a.publish(broadcast(topic, new Uint8Array([i & 255, 0, 255])))
+            expected.push(`bin:${i & 255},0,255`)
+          }
+        }
+        yield* within(() => got.length === 1000, 10_000)
+        expect(got).toEqual(expected)
+      }).pipe(Effect.scoped)
+    )
+
+    it.live("carries presence envelopes and stops delivering to a node whose subscription ended", () =>
+      Effect.gen(function* () {
+        const a = yield* another(layer)
+        const b = yield* another(layer)
+        const topic = freshTopic("cross-presence")
+        const member = { id: "c1", node: "node-a", meta: { nick: "ada", since: 3 } }
+        const onB: Array<Backplane.Envelope> = []
+        const kept: Array<Backplane.Envelope> = []
+        const scope = yield* Scope.make()
+        yield* b.subscribe(topic, (e) => onB.push(e)).pipe(Scope.provide(scope))
+        yield* a.subscribe(topic, (e) => kept.push(e))
+        yield* a.publish({ _tag: "Joined", topic, origin: "node-a", member })
+        yield* within(() => onB.length === 1 && kept.length === 1)
+        expect(onB[0]).toEqual({ _tag: "Joined", topic, origin: "node-a", member })
+        yield* Scope.close(scope, Exit.void)
+        yield* a.publish({ _tag: "Left", topic, origin: "node-a", member })
+        yield* within(() => kept.length === 2)
+        yield* Effect.sleep(50)
+        expect(onB).toHaveLength(1)
+      }).pipe(Effect.scoped)
     )
   })
 }

@@ -243,5 +243,5 @@ export const mount = <R>(
         for (const ws of wss.values()) ws.close()
       })
     )
-    return { supervisor, stats }
+    return { supervisor, stats, shutdownTimeout: admission.options.shutdownTimeout }
   })
