@@ -20,7 +20,7 @@
  * load generator and shares the machine's cores with the server.
  *
  *   node apps/bench/src/jobs.ts [--seconds 10] [--warmup 2] [--echo-clients 20] [--rate 50]
- *                               [--job-clients 4] [--job-rounds 10000] [--quiet-wait 120] [--retries 2]
+ *                               [--job-clients 4] [--job-rounds 20000] [--quiet-wait 120] [--retries 2]
  *                               [--json path] [--raw] [--quick]
  *
  * The machine is shared: before each case the script waits (up to
@@ -40,7 +40,7 @@
  * SIGKILL).
  */
 
-import { createHash } from "node:crypto"
+import { hash as digestOf } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -85,7 +85,7 @@ const parseArgs = (argv: ReadonlyArray<string>): Options => {
     "echo-clients": 20,
     rate: 50,
     "job-clients": 4,
-    "job-rounds": 10_000,
+    "job-rounds": 20_000,
     "quiet-wait": 120,
     retries: 2
   }
@@ -111,7 +111,7 @@ const parseArgs = (argv: ReadonlyArray<string>): Options => {
     else if (arg === "--json") json = Path.resolve(repoRoot, argv[++i] ?? fail("--json takes a path"))
     else if (arg === "--help" || arg === "-h") {
       process.stdout.write(
-        "usage: node apps/bench/src/jobs.ts [--seconds 10] [--warmup 2] [--echo-clients 20] [--rate 50] [--job-clients 4] [--job-rounds 10000] [--quiet-wait 120] [--retries 2] [--json path] [--raw] [--quick]\n"
+        "usage: node apps/bench/src/jobs.ts [--seconds 10] [--warmup 2] [--echo-clients 20] [--rate 50] [--job-clients 4] [--job-rounds 20000] [--quiet-wait 120] [--retries 2] [--json path] [--raw] [--quick]\n"
       )
       process.exit(0)
     } else if (arg.startsWith("--") && arg.slice(2) in values) {
@@ -241,7 +241,7 @@ const summarize = (samples: ReadonlyArray<number>): Latency => {
 
 const hash = (data: Uint8Array, rounds: number): string => {
   let digest: Uint8Array = data
-  for (let i = 0; i < rounds; i++) digest = createHash("sha256").update(digest).digest()
+  for (let i = 0; i < rounds; i++) digest = digestOf("sha256", digest, "buffer")
   return Buffer.from(digest).toString("hex")
 }
 

@@ -5,11 +5,10 @@
  * - `/broadcast`: every message from any client goes to every client on
  *   `/broadcast`, the sender included, through the hub.
  *
- *   PORT=9001 HOST=127.0.0.1 node apps/bench/src/server.ts
+ *   PORT=9001 HOST=127.0.0.1 [REACTORS=2] node apps/bench/src/server.ts
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Backplane, Behavior, Hub } from "@switchboard/core"
-import { NodeServer } from "@switchboard/node"
+import { Behavior, Hub } from "@switchboard/core"
+import { NodeReactors, NodeServer } from "@switchboard/node"
 import { Config, Effect, Layer } from "effect"
 
 const Echo = Behavior.make({
@@ -35,6 +34,7 @@ const Server = Layer.unwrap(
     const host = yield* Config.String("HOST").pipe(Config.withDefault("127.0.0.1"))
     return NodeServer.layer({ port, host, routes: { "/echo": Echo, "/broadcast": Broadcast } })
   })
-).pipe(Layer.provide(Hub.layer()), Layer.provide(Backplane.layerMemory))
+).pipe(Layer.provide(Hub.layer()), Layer.provide(NodeReactors.layerBackplane))
 
-NodeRuntime.runMain(Layer.launch(Server))
+// REACTORS (default 1): that many reactor threads on PORT, broadcasts crossing between them
+NodeReactors.runMain(Server)

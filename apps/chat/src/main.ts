@@ -16,21 +16,16 @@
  * WORKERS worker threads (cores − 1, at least 1; 0 runs it on the event
  * loop), one search per connection at a time, so that the connection, and
  * every other one, keeps chatting while it runs.
+ *
+ * REACTORS (default 1) runs the server as that many reactor threads on the
+ * same port (`NodeReactors`), for more than one core: messages and presence
+ * events cross between them; each reactor keeps its own history and its own
+ * pool of WORKERS threads, and lists its own members when someone joins.
  */
 import { readFileSync } from "node:fs"
 import type { IncomingMessage, ServerResponse } from "node:http"
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import {
-  Backplane,
-  Behavior,
-  type Connection,
-  Hub,
-  Job,
-  type JobError,
-  type RateLimit,
-  WorkerPool
-} from "@switchboard/core"
-import { NodeServer, NodeWorkerPool } from "@switchboard/node"
+import { Behavior, type Connection, Hub, Job, type JobError, type RateLimit, WorkerPool } from "@switchboard/core"
+import { NodeReactors, NodeServer, NodeWorkerPool } from "@switchboard/node"
 import { Cause, Config, Effect, Exit, Layer, Schema } from "effect"
 import * as History from "./History.ts"
 import * as Sanitize from "./Sanitize.ts"
@@ -264,6 +259,7 @@ const ChatServer = Layer.unwrap(
       )
     )
   })
-).pipe(Layer.provide(Hub.layer()), Layer.provide(Backplane.layerMemory))
+).pipe(Layer.provide(Hub.layer()), Layer.provide(NodeReactors.layerBackplane))
 
-NodeRuntime.runMain(Layer.launch(ChatServer))
+// REACTORS (default 1): with more, this module runs once per reactor thread, all on PORT
+NodeReactors.runMain(ChatServer)

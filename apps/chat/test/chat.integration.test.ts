@@ -372,3 +372,37 @@ describe("chat search", () => {
     expect(answers[1]).toEqual(answers[0])
   }, 60_000)
 })
+
+describe("chat on two reactors (REACTORS=2)", () => {
+  let two: ChatServer
+  beforeAll(async () => {
+    two = await startChat({ REACTORS: "2" })
+  })
+  afterAll(() => two?.stop())
+
+  it("carries messages and presence between people on different reactors", async () => {
+    // members are `<hub node>/<connection>`: join until two people are on different reactors (hubs)
+    const nodeOf = (you: unknown) => String(you).split("/")[0]
+    const people: Array<{ ws: WebSocket; next: () => Promise<Received>; you: string }> = []
+    for (let i = 0; i < 100 && new Set(people.map((p) => nodeOf(p.you))).size < 2; i++) {
+      const person = await open(two.port)
+      person.ws.send(join("across", `p${i}`))
+      const joined = await person.next()
+      if (people.some((p) => nodeOf(p.you) === nodeOf(joined.you))) person.ws.close()
+      else people.push({ ...person, you: String(joined.you) })
+    }
+    expect(people).toHaveLength(2)
+    const [first, second] = people as [(typeof people)[0], (typeof people)[0]]
+    // those who joined and left in between were announced too: skip to the second's join
+    let event: Received
+    do event = await first.next()
+    while (!(event.type === "presence" && event.event === "joined" && event.id === second.you))
+    second.ws.send(say("across reactors"))
+    const [toFirst, toSecond] = await Promise.all([first.next(), second.next()])
+    expect(toFirst).toMatchObject({ type: "message", from: second.you, text: "across reactors" })
+    expect(toSecond).toMatchObject({ type: "message", from: second.you, text: "across reactors" })
+    second.ws.close()
+    expect(await first.next()).toMatchObject({ type: "presence", event: "left", id: second.you })
+    first.ws.close()
+  })
+})

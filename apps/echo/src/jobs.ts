@@ -3,10 +3,10 @@
  * inline when `WORKERS=0`) and by the worker entry (`worker.ts`): hash a
  * binary message `rounds` times, as the classic engine's example did with
  * its thread workers. It is CPU-bound on purpose (about 20 ms at the default
- * 10,000 rounds on the 2-core machine of docs/benchmarks.md), so that
+ * 20,000 rounds on the 2-core machine of docs/benchmarks.md), so that
  * running it on the event loop shows what a job on a worker saves.
  */
-import { createHash } from "node:crypto"
+import { hash as digestOf } from "node:crypto"
 import { Job } from "@switchboard/core"
 import { Effect, Schema } from "effect"
 
@@ -18,7 +18,10 @@ export const Hash = Job.make("Hash", {
 
 export const hash = (data: Uint8Array, rounds: number): string => {
   let digest: Uint8Array = data
-  for (let i = 0; i < rounds; i++) digest = createHash("sha256").update(digest).digest()
+  // one-shot `crypto.hash`, not `createHash`: each Hash object is a native handle whose clean-up
+  // V8 defers to an idle-time young-generation GC, which then holds the worker 40 to 70 ms
+  // between jobs (docs/benchmarks.md, "Jobs")
+  for (let i = 0; i < rounds; i++) digest = digestOf("sha256", digest, "buffer")
   return Buffer.from(digest).toString("hex")
 }
 

@@ -15,7 +15,7 @@
  * RFC 6455 conformance test sets 16 MiB), MAX_CONNECTIONS_PER_IP (64),
  * WORKERS (worker threads for jobs: cores − 1, at least 1; 0 runs them inline
  * on the event loop), WORKER_NICENESS (10: the job threads' nice value, 0 to
- * 19), JOB_ROUNDS (10,000: about 20 ms of hashing).
+ * 19), JOB_ROUNDS (20,000: about 20 ms of hashing).
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Behavior, type Connection, type Job, WorkerPool } from "@switchboard/core"
@@ -53,7 +53,7 @@ const settings = Config.all({
   maxConnectionsPerIp: Config.Int("MAX_CONNECTIONS_PER_IP").pipe(Config.withDefault(64)),
   workers: Config.Int("WORKERS").pipe(Config.withDefault(NodeWorkerPool.defaultSize())),
   niceness: Config.Int("WORKER_NICENESS").pipe(Config.withDefault(NodeWorkerPool.defaultNiceness)),
-  jobRounds: Config.Int("JOB_ROUNDS").pipe(Config.withDefault(10_000))
+  jobRounds: Config.Int("JOB_ROUNDS").pipe(Config.withDefault(20_000))
 })
 
 // 3. The server layer.

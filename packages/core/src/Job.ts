@@ -15,7 +15,7 @@
  *
  * @example
  * ```ts
- * import { createHash } from "node:crypto"
+ * import { hash } from "node:crypto"
  * import { Effect, Schema } from "effect"
  * import { Job } from "@switchboard/core"
  *
@@ -29,7 +29,7 @@
  *   Digest: ({ data, rounds }) =>
  *     Effect.sync(() => {
  *       let digest: Uint8Array = data
- *       for (let i = 0; i < rounds; i++) digest = createHash("sha256").update(digest).digest()
+ *       for (let i = 0; i < rounds; i++) digest = hash("sha256", digest, "buffer")
  *       return Buffer.from(digest).toString("hex")
  *     })
  * })
