@@ -97,13 +97,21 @@ export const fallbackMaxConnections = 10_000
  * The default `maxConnections`: the soft file-descriptor limit (`ulimit -n`)
  * less a reserve for the rest of the process (a tenth, at least 128), so that
  * a full server still accepts, answers 503 and opens files instead of failing
- * with EMFILE. Raise `ulimit -n` to serve more.
+ * with EMFILE. Raise `ulimit -n` to serve more. With several reactors
+ * (`NodeReactors`), which share the process's descriptors, each reactor's
+ * default is this divided by their number.
  *
  * @since 0.1.0
  * @category constants
  */
 export const defaultMaxConnections = (fileLimit: number | undefined): number =>
   fileLimit === undefined ? fallbackMaxConnections : Math.max(1, fileLimit - reserveFor(fileLimit))
+
+/**
+ * The reactors that share this process's file descriptors: each reactor's
+ * default `maxConnections` (and TCP cap) is its share of the process's.
+ */
+const reactorShare = ReactorThread.current?.reactors ?? 1
 
 /**
  * Mounts the WebSocket routes on `server` for the lifetime of the scope.
@@ -113,7 +121,7 @@ export const defaultMaxConnections = (fileLimit: number | undefined): number =>
 const mountScoped = <R>(server: Http.Server, options: MountOptions<R>, owned: boolean) =>
   Effect.gen(function* () {
     const mounted = yield* mount(server, options, {
-      defaultMaxConnections: defaultMaxConnections(openFileLimit()),
+      defaultMaxConnections: Math.max(1, Math.floor(defaultMaxConnections(openFileLimit()) / reactorShare)),
       handleRequests: owned || options.onRequest !== undefined
     })
     return mounted
@@ -178,7 +186,12 @@ export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, S
       const { supervisor, stats, shutdownTimeout } = yield* mountScoped(server, options, true)
       const address = yield* listen(server, port, host, options.reusePort ?? reactor !== undefined)
       const fileLimit = openFileLimit()
-      yield* guardAccepts(server, tcpCap(fileLimit), fileLimit)
+      const cap = tcpCap(fileLimit)
+      yield* guardAccepts(
+        server,
+        cap === undefined ? undefined : Math.max(1, Math.floor(cap / reactorShare)),
+        fileLimit
+      )
       yield* Effect.logInfo(
         reactor === undefined
           ? `switchboard listening on ws://${host}:${address.port}`
