@@ -244,7 +244,10 @@ export const isResultOf = <J extends Any>(info: unknown, job: J): info is JobRes
 export const Bytes: Schema.instanceOf<Uint8Array<ArrayBufferLike>> = Schema.Uint8Array
 
 const ownsItsBuffer = (bytes: Uint8Array): boolean =>
-  bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer
+  bytes.byteLength > 0 &&
+  bytes.byteOffset === 0 &&
+  bytes.byteLength === bytes.buffer.byteLength &&
+  bytes.buffer instanceof ArrayBuffer
 
 /**
  * Binary data that moves between threads instead of being copied: its

@@ -4,7 +4,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Behavior, type CloseReason, Handshake } from "@switchboard/core"
 import { NodeServer } from "@switchboard/node"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
-import { upgradeRequest } from "../../../test-support/wire.ts"
+import { clientFrame, upgradeRequest } from "../../../test-support/wire.ts"
 import { connect, promise, rawStatus, rawUpgrade, serve, waitUntil } from "./support.ts"
 
 const Echo = Behavior.make({
@@ -299,6 +299,29 @@ describe("NodeServer lifecycle timers (real sockets, short durations)", () => {
       expect(frame[0]).toBe(0x88)
       expect(frame.readUInt16BE(2)).toBe(4000)
       yield* waitUntil(() => server.connections() === 0)
+    })
+  )
+
+  it.live("gives a small binary message its own bytes, not a view that pins the whole socket read", () =>
+    Effect.gen(function* () {
+      const sizes: Array<{ bytes: number; pinned: number }> = []
+      const Record = Behavior.make({
+        onMessage: (_conn, message) =>
+          Effect.sync(() => {
+            if (typeof message !== "string")
+              sizes.push({ bytes: message.byteLength, pinned: message.buffer.byteLength })
+          })
+      })
+      const server = yield* serve({ ...quiet, routes: { "/b": Record } })
+      const raw = yield* rawUpgrade(server.port, "/b")
+      // one write, so one socket read: a 1-byte message, then a 48 KiB one
+      raw.socket.write(
+        Buffer.concat([clientFrame(0x2, Buffer.from([7])), clientFrame(0x2, Buffer.alloc(48 * 1024, 1))])
+      )
+      yield* waitUntil(() => sizes.length === 2)
+      expect(sizes[0]).toEqual({ bytes: 1, pinned: 1 })
+      expect(sizes[1]?.bytes).toBe(48 * 1024)
+      raw.socket.destroy()
     })
   )
 

@@ -16,7 +16,7 @@ import {
   Spin,
   Where
 } from "./fixtures/jobs.ts"
-import { connect, serve } from "./support.ts"
+import { connect, serve, waitUntil } from "./support.ts"
 
 const worker = new URL("./fixtures/jobWorker.ts", import.meta.url)
 
@@ -68,6 +68,15 @@ describe("NodeWorkerPool", () => {
       const slice = whole.subarray(1, 3)
       expect(Array.from(yield* WorkerPool.run(Reverse, slice))).toEqual([3, 2])
       expect(Array.from(whole)).toEqual([1, 2, 3, 4])
+    }).pipe(Effect.provide(Threads()))
+  )
+
+  it.live("runs empty payloads again and again: one shared empty buffer is never moved (and detached)", () =>
+    Effect.gen(function* () {
+      // ws hands every empty message over as the same module-wide empty buffer
+      const shared = new Uint8Array(0)
+      for (let i = 0; i < 3; i++) expect((yield* WorkerPool.run(Reverse, shared)).byteLength).toBe(0)
+      expect(shared.buffer.detached).toBe(false)
     }).pipe(Effect.provide(Threads()))
   )
 
@@ -222,5 +231,33 @@ describe("NodeWorkerPool", () => {
       expect(echoes).toEqual(Array.from({ length: 20 }, (_, i) => `echo ${i}`))
       expect(yield* Effect.promise(client.next)).toBe("slept 300")
     }).pipe(Effect.scoped, Effect.provide(Threads()))
+  )
+
+  it.live("stops a closed connection's jobs at once, even while its actor waits in submit for room", () =>
+    Effect.gen(function* () {
+      let started = 0
+      // every message submits a 400 ms job, waiting for room: one job at a time per connection
+      const Burst = Behavior.make({
+        onMessage: (conn: Connection.Connection<Job.JobResult<typeof Sleep>>) =>
+          Effect.sync(() => started++).pipe(
+            Effect.andThen(WorkerPool.submit(conn, Sleep, 400)),
+            Effect.catch(() => Effect.void),
+            Effect.asVoid
+          )
+      })
+      const server = yield* serve({ routes: { "/burst": Burst } })
+      const client = yield* connect(server.port, "/burst")
+      for (let i = 0; i < 20; i++) client.ws.send("go")
+      yield* waitUntil(() => started >= 2)
+      const closedAt = Date.now()
+      client.ws.terminate()
+      // before the fix the actor fed its 20 jobs to the pool one by one: 8 s after the close
+      yield* waitUntil(() => server.connections() === 0, 3_000)
+      expect(Date.now() - closedAt).toBeLessThan(3_000)
+      // and the pool is free for others at once: a new job runs now, not after the closed one's queue
+      const t0 = Date.now()
+      expect(yield* WorkerPool.run(Sleep, 1)).toBe(1)
+      expect(Date.now() - t0).toBeLessThan(1_500)
+    }).pipe(Effect.scoped, Effect.provide(Threads({ maxJobsPerConnection: 1 })))
   )
 })

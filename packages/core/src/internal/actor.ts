@@ -97,6 +97,12 @@ export class ActorImpl implements Connection.Connection<unknown> {
   setState: ((state: unknown) => void) | undefined = undefined
   /** A `send` waiting for the socket to drain. */
   private drainWaiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
+  /**
+   * Told once, the moment the socket is closed, even while a callback runs
+   * (finalizers wait for it): the worker pool stops a connection's jobs,
+   * and any `submit` it is blocked in, without waiting for its batch.
+   */
+  private closeWatchers: Array<() => void> | undefined = undefined
   /** The route's rate limit; undefined on routes without one. */
   private readonly bucket: TokenBucket | undefined
 
@@ -170,6 +176,13 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.pingSentAt = -1
   }
 
+  /** Calls `watcher` once when the socket closes (at once if it has). */
+  watchClosedUnsafe(watcher: () => void): void {
+    if (this.phase === phases.closed) watcher()
+    else if (this.closeWatchers === undefined) this.closeWatchers = [watcher]
+    else this.closeWatchers.push(watcher)
+  }
+
   drainUnsafe(): void {
     const waiter = this.drainWaiter
     if (waiter !== undefined) {
@@ -199,6 +212,11 @@ export class ActorImpl implements Connection.Connection<unknown> {
       this.closeReason = code === CloseCode.Abnormal ? CloseReason.lost : CloseReason.peer(code, reason)
     }
     this.drainUnsafe()
+    const watchers = this.closeWatchers
+    if (watchers !== undefined) {
+      this.closeWatchers = undefined
+      for (const watcher of watchers) watcher()
+    }
     // Nothing to run (no onClose, no finalizer, an idle actor): leave here, without a fiber.
     if (!this.running && (this.mailbox?.size ?? 0) === 0 && this.finalizers === undefined && !this.needsOnClose()) {
       this.leaveSupervisor()

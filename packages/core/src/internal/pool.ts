@@ -64,6 +64,8 @@ interface Owner {
   count: number
   readonly entries: Set<Entry>
   readonly waiters: Array<() => void>
+  /** Its submitter waiting for room in the queue, if any: woken (to fail) when the connection ends. */
+  spaceWake: (() => void) | undefined
 }
 
 interface Entry {
@@ -192,9 +194,12 @@ export class Pool {
   private ownerOf(conn: Connection.Connection<never>): Owner {
     let owner = this.owners.get(conn)
     if (owner === undefined) {
-      const made: Owner = { conn, abandoned: false, count: 0, entries: new Set(), waiters: [] }
+      const made: Owner = { conn, abandoned: false, count: 0, entries: new Set(), waiters: [], spaceWake: undefined }
       owner = made
       this.owners.set(conn, made)
+      // the socket's close ends its jobs at once, even while its actor is blocked in a callback
+      // (a submit waiting for room); the finalizer covers connections that end otherwise
+      if (conn instanceof ActorImpl) conn.watchClosedUnsafe(() => this.abandon(made))
       Effect.runSyncWith(this.context)(conn.addFinalizer(Effect.sync(() => this.abandon(made))))
     }
     return owner
@@ -210,7 +215,11 @@ export class Pool {
   ): Effect.Effect<Entry, JobError.JobError> {
     const attempt: Effect.Effect<Entry, JobError.JobError> = Effect.suspend(() => {
       if (this.closed) return Effect.fail(poolError(job.tag, new JobError.PoolClosed()))
-      if (owner?.abandoned) return Effect.fail(poolError(job.tag, new JobError.Cancelled()))
+      if (owner !== undefined && (owner.abandoned || !owner.conn.isOpen)) {
+        // a wake-up meant for room in the queue goes on to the next submitter
+        if (this.queue.length < this.settings.queueCapacity) this.spaceWaiters.shift()?.()
+        return Effect.fail(poolError(job.tag, new JobError.Cancelled()))
+      }
       if (owner !== undefined && owner.count >= this.settings.maxJobsPerConnection) {
         if (!options.wait) {
           return Effect.fail(
@@ -223,7 +232,7 @@ export class Pool {
         if (!options.wait) {
           return Effect.fail(poolError(job.tag, new JobError.QueueFull({ capacity: this.settings.queueCapacity })))
         }
-        return Effect.andThen(this.waitIn(this.spaceWaiters), attempt)
+        return Effect.andThen(this.waitIn(this.spaceWaiters, owner), attempt)
       }
       const id = ++this.nextId
       const entry: Entry = {
@@ -251,11 +260,18 @@ export class Pool {
   }
 
   /** Suspends until woken from `waiters`; passes the wake-up on if interrupted. */
-  private waitIn(waiters: Array<() => void>): Effect.Effect<void> {
+  private waitIn(waiters: Array<() => void>, owner?: Owner): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
-      const wake = () => resume(Effect.void)
+      const wake = () => {
+        if (owner !== undefined && owner.spaceWake === wake) owner.spaceWake = undefined
+        resume(Effect.void)
+      }
       waiters.push(wake)
-      return Effect.sync(() => remove(waiters, wake))
+      if (owner !== undefined) owner.spaceWake = wake
+      return Effect.sync(() => {
+        remove(waiters, wake)
+        if (owner !== undefined && owner.spaceWake === wake) owner.spaceWake = undefined
+      })
     }).pipe(Effect.onInterrupt(() => Effect.sync(() => waiters.shift()?.())))
   }
 
@@ -495,8 +511,16 @@ export class Pool {
 
   /** The connection ended: its jobs are cancelled. */
   private abandon(owner: Owner): void {
+    if (owner.abandoned) return
     this.owners.delete(owner.conn)
     owner.abandoned = true
+    // a submit it is blocked in fails now (Cancelled) instead of waiting for room
+    for (const wake of owner.waiters.splice(0)) wake()
+    const spaceWake = owner.spaceWake
+    if (spaceWake !== undefined) {
+      remove(this.spaceWaiters, spaceWake)
+      spaceWake()
+    }
     // the queued first: interrupting a running job frees its worker, which would start the next one
     const entries = Array.from(owner.entries)
     for (const entry of entries) if (entry.state === "queued") this.cancel(entry)

@@ -80,8 +80,20 @@ const corkForTurn = (ws: SwitchboardSocket): void => {
 // ws calls its listeners with `this` set to the socket, which is always a SwitchboardSocket here
 const actorOf = (ws: WebSocket): Reactor.Actor => (ws as SwitchboardSocket).actor!
 
+/**
+ * Binary data that keeps a much bigger buffer alive gets its own copy. ws
+ * hands an unfragmented message over as a view on the socket read it came
+ * in (up to 64 KiB): a 1-byte message waiting in a mailbox would pin the
+ * whole read, and the mailbox, which counts the message's own bytes, could
+ * then hold far more memory than its byte limit says.
+ */
+export const ownBytes = (data: Buffer): Uint8Array =>
+  data.buffer.byteLength - data.byteLength > 1024 && data.buffer.byteLength > 2 * data.byteLength
+    ? new Uint8Array(data)
+    : data
+
 function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
-  actorOf(this).receiveUnsafe(isBinary ? data : data.toString())
+  actorOf(this).receiveUnsafe(isBinary ? ownBytes(data) : data.toString())
 }
 function onPing(this: WebSocket): void {
   actorOf(this).activityUnsafe()
