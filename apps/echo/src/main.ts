@@ -15,11 +15,11 @@
  * RFC 6455 conformance test sets 16 MiB), MAX_CONNECTIONS_PER_IP (64),
  * WORKERS (worker threads for jobs: cores − 1, at least 1; 0 runs them inline
  * on the event loop), WORKER_NICENESS (10: the job threads' nice value, 0 to
- * 19), JOB_ROUNDS (20,000: about 20 ms of hashing).
+ * 19), JOB_ROUNDS (20,000: about 20 ms of hashing), REACTORS (1: reactor
+ * threads on the same port, each with its own pool).
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Behavior, type Connection, type Job, WorkerPool } from "@switchboard/core"
-import { NodeServer, NodeWorkerPool } from "@switchboard/node"
+import { NodeReactors, NodeServer, NodeWorkerPool } from "@switchboard/node"
 import { Cause, Config, Duration, Effect, Exit, Layer, Option } from "effect"
 import { Handlers, Hash } from "./jobs.ts"
 
@@ -90,4 +90,5 @@ const EchoServer = Layer.unwrap(
 )
 
 // 4. Run until SIGINT/SIGTERM, then shut down gracefully (1001 to every client).
-NodeRuntime.runMain(Layer.launch(EchoServer))
+// REACTORS (default 1): that many reactor threads on PORT; a SIGINT/SIGTERM stop exits 0
+NodeReactors.runMain(EchoServer)

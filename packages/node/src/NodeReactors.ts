@@ -32,14 +32,15 @@
  * the process, or the supervisor's scope closing) asks every reactor to
  * stop: each closes its clients with 1001 within its own `shutdownTimeout`;
  * a reactor still running a second after that is terminated. No reactor
- * thread outlives the scope.
+ * thread outlives the scope. A process stopped by a signal this way exits
+ * with 0 (Effect's own `runMain` uses 130), a failed one with 1.
  *
  * @since 0.1.0
  */
 import { type MessagePort, parentPort, Worker } from "node:worker_threads"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Backplane, ServerError } from "@switchboard/core"
-import { Cause, Config, Context, Deferred, Effect, Exit, Fiber, Layer, Metric, Scope } from "effect"
+import { Cause, Config, Context, Deferred, Effect, Exit, Fiber, Layer, Metric, Runtime, Scope } from "effect"
 import * as ReactorThread from "./internal/reactorThread.ts"
 
 /**
@@ -364,5 +365,13 @@ export const runMain = <ROut, E>(
     if (entry === undefined) return yield* invalid("NodeReactors.runMain: no entry module (process.argv[1] is empty)")
     return yield* Layer.launch(layer({ reactors, entry }))
   })
-  NodeRuntime.runMain(program)
+  NodeRuntime.runMain(program, { teardown: gracefulTeardown })
 }
+
+/**
+ * Exit codes of `runMain`: 0 for a server stopped by SIGINT or SIGTERM (a
+ * graceful stop, its connections drained, is a success to a process
+ * manager), Effect's defaults otherwise (1 for a failure).
+ */
+const gracefulTeardown: Runtime.Teardown = (exit, onExit) =>
+  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
