@@ -252,10 +252,17 @@ const ownsItsBuffer = (bytes: Uint8Array): boolean =>
 /**
  * Binary data that moves between threads instead of being copied: its
  * `ArrayBuffer` is transferred, so the sender's array is empty afterwards.
- * Only an array that owns its whole buffer moves (a slice of a bigger buffer,
- * such as a frame of a socket read, is copied: moving it would take its
- * neighbours along); Node's pooled buffers are never moved. An inline pool
- * crosses no thread, so there nothing moves and the array stays as it was.
+ * Only an array that owns its whole, non-empty buffer moves (a slice of a
+ * bigger buffer is copied: moving it would take its neighbours along; an
+ * empty array may share its buffer, as ws's empty messages do); Node's
+ * pooled buffers are never moved. An inline pool crosses no thread, so
+ * there nothing moves and the array stays as it was.
+ *
+ * A copied slice costs its whole buffer: a thread boundary (structured
+ * clone) copies the `ArrayBuffer` under a view, not just the view's bytes.
+ * Binary messages from the Node reactor are their own copy whenever they
+ * would share a much bigger buffer; a slice made by the behaviour
+ * (`subarray` of a large buffer) should be passed as `slice()`.
  *
  * @example
  * ```ts
