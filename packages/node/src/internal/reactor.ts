@@ -87,7 +87,7 @@ const actorOf = (ws: WebSocket): Reactor.Actor => (ws as SwitchboardSocket).acto
  * whole read, and the mailbox, which counts the message's own bytes, could
  * then hold far more memory than its byte limit says.
  */
-export const ownBytes = (data: Buffer): Uint8Array =>
+const ownBytes = (data: Buffer): Uint8Array =>
   data.buffer.byteLength - data.byteLength > 1024 && data.buffer.byteLength > 2 * data.byteLength
     ? new Uint8Array(data)
     : data
