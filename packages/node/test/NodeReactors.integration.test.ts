@@ -100,7 +100,13 @@ describe("NodeReactors", () => {
         yield* waitUntil(() => first!.received.includes(`presence:Joined:${nickOf(second!)}`))
         a.ws.send("hello from reactor 0")
         b.ws.send(Buffer.from([1, 2, 3]))
-        yield* waitUntil(() => b.received.includes("hello from reactor 0") && a.received.some(Buffer.isBuffer))
+        // the two sends race: a may hear b's bytes (across reactors) before its own text comes back
+        yield* waitUntil(
+          () =>
+            b.received.includes("hello from reactor 0") &&
+            a.received.includes("hello from reactor 0") &&
+            a.received.some(Buffer.isBuffer)
+        )
         expect(a.received.filter((m) => m === "hello from reactor 0")).toHaveLength(1)
         expect(b.received.filter((m) => m === "hello from reactor 0")).toHaveLength(1)
         const binary = a.received.find(Buffer.isBuffer)
