@@ -13,8 +13,9 @@
  *
  * @since 0.1.0
  */
-import { Context, Data, Effect, Layer, type Scope } from "effect"
+import { Context, Data, type Duration, Effect, Layer, Metric, type Scope } from "effect"
 import * as ChannelBackplane from "./internal/channelBackplane.ts"
+import * as Settings from "./internal/settings.ts"
 import * as Topics from "./internal/topics.ts"
 import type { Message } from "./Message.ts"
 
@@ -115,6 +116,28 @@ export const layerMemory: Layer.Layer<Backplane> = Layer.sync(Backplane)(() => {
 })
 
 /**
+ * Thread-backplane publishes that waited for a peer thread a whole window
+ * behind (see `layerThreads`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const flowWaitsTotal = Metric.counter("switchboard_backplane_flow_waits_total", {
+  description: "Thread-backplane publishes that waited for a peer thread a whole window behind"
+})
+
+/**
+ * Peer threads no longer waited for: behind, and silent for the peer
+ * timeout (a thread that died).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const peersDroppedTotal = Metric.counter("switchboard_backplane_peers_dropped_total", {
+  description: "Thread-backplane peers that stopped acknowledging while behind (a thread that died)"
+})
+
+/**
  * The name of the channel that `layerThreads` uses by default.
  *
  * @since 0.1.0
@@ -136,6 +159,16 @@ export const defaultChannel = "switchboard:backplane"
  * - Each thread receives every topic's envelopes and drops those it has no
  *   subscriber for, so this suits a handful of threads (a reactor per
  *   core), not hundreds.
+ * - Flow control: every thread acknowledges what it delivered (once per
+ *   event-loop turn), and a publish waits while another thread is `window`
+ *   envelopes (default 256) or more behind, so fast publishers on one
+ *   reactor slow to what the slowest reactor delivers instead of queueing
+ *   without bound. At most `window` envelopes per peer are in flight. A thread
+ *   that acknowledges nothing for `peerTimeout` (default 5 s) while behind
+ *   (it died) is no longer waited for. Metrics:
+ *   `switchboard_backplane_flow_waits_total`,
+ *   `switchboard_backplane_peers_dropped_total`. A bad option fails the
+ *   layer with a `BackplaneError`.
  *
  * @example
  * ```ts
@@ -149,5 +182,27 @@ export const defaultChannel = "switchboard:backplane"
  * @since 0.1.0
  * @category layers
  */
-export const layerThreads = (options: { readonly channel?: string } = {}): Layer.Layer<Backplane> =>
-  ChannelBackplane.layer(options.channel ?? defaultChannel)
+export const layerThreads = (
+  options: {
+    readonly channel?: string
+    /** Envelopes another thread may be behind before a publish waits for it (default 256). */
+    readonly window?: number
+    /** How long a thread that is behind may acknowledge nothing before it is no longer waited for (default 5 s). */
+    readonly peerTimeout?: Duration.Input
+  } = {}
+): Layer.Layer<Backplane, BackplaneError> =>
+  Layer.unwrap(
+    Effect.try({
+      try: () =>
+        ChannelBackplane.layer({
+          channel: options.channel ?? defaultChannel,
+          window: Settings.positiveInteger(options.window ?? 256, "window"),
+          peerTimeout: Settings.durationMillis(options.peerTimeout, 5_000, "peerTimeout")
+        }),
+      catch: (cause) =>
+        new BackplaneError({
+          message: `Backplane.layerThreads: ${cause instanceof Error ? cause.message : String(cause)}`,
+          cause
+        })
+    })
+  )

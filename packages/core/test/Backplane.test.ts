@@ -1,7 +1,31 @@
+import { Worker } from "node:worker_threads"
 import { describe, expect, it } from "@effect/vitest"
 import { Backplane } from "@switchboard/core"
 import { BackplaneConformance } from "@switchboard/testing"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Metric } from "effect"
+
+/** A slow peer thread (fixtures/slowPeer.ts) on `channel`, and how many envelopes it has delivered so far. */
+const slowPeer = (channel: string, spinMs: number) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const counter = new Int32Array(new SharedArrayBuffer(4))
+      const worker = new Worker(new URL("./fixtures/slowPeer.ts", import.meta.url), {
+        workerData: { channel, spinMs, counter }
+      })
+      await new Promise<void>((resolve, reject) => {
+        worker.once("message", () => resolve())
+        worker.once("error", reject)
+      })
+      return { worker, delivered: () => Atomics.load(counter, 0) }
+    }),
+    ({ worker }) => Effect.promise(() => worker.terminate())
+  )
+
+const threads = (options: Parameters<typeof Backplane.layerThreads>[0]) =>
+  Effect.map(Layer.build(Layer.fresh(Backplane.layerThreads(options))), (c) => Context.get(c, Backplane.Backplane))
+
+const counterValue = (counter: typeof Backplane.flowWaitsTotal) =>
+  Effect.map(Metric.value(counter), (state) => state.count)
 
 BackplaneConformance.run("memory", Backplane.layerMemory)
 BackplaneConformance.run("threads", Backplane.layerThreads(), { crossNode: true })
@@ -45,5 +69,52 @@ describe("Backplane.layerThreads", () => {
       expect(onC).toHaveLength(1)
       expect(onB).toHaveLength(0)
     }).pipe(Effect.scoped)
+  )
+
+  it.live("makes a publisher wait for a thread that falls behind: never more than window envelopes ahead of it", () =>
+    Effect.gen(function* () {
+      const channel = `test:flow:${crypto.randomUUID()}`
+      const peer = yield* slowPeer(channel, 2)
+      const a = yield* threads({ channel, window: 16 })
+      // the peer answers a's hello: from then on a waits for it
+      yield* Effect.sleep(100)
+      const waits = yield* counterValue(Backplane.flowWaitsTotal)
+      let most = 0
+      for (let i = 1; i <= 200; i++) {
+        yield* a.publish({ _tag: "Broadcast", topic: "t", origin: "n", message: `m${i}` })
+        // posted but not yet delivered by the peer
+        most = Math.max(most, i - peer.delivered())
+      }
+      expect(most).toBeLessThanOrEqual(16)
+      expect(peer.delivered()).toBeGreaterThanOrEqual(200 - 16)
+      expect((yield* counterValue(Backplane.flowWaitsTotal)) - waits).toBeGreaterThan(0)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("stops waiting for a thread that acknowledges nothing for peerTimeout, and counts it", () =>
+    Effect.gen(function* () {
+      const channel = `test:stuck:${crypto.randomUUID()}`
+      // the peer spends a minute on its first envelope: it never acknowledges within the test
+      yield* slowPeer(channel, 60_000)
+      const a = yield* threads({ channel, window: 4, peerTimeout: "300 millis" })
+      yield* Effect.sleep(100)
+      const dropped = yield* counterValue(Backplane.peersDroppedTotal)
+      const started = Date.now()
+      for (let i = 1; i <= 10; i++) {
+        yield* a.publish({ _tag: "Broadcast", topic: "t", origin: "n", message: `m${i}` })
+      }
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250)
+      expect((yield* counterValue(Backplane.peersDroppedTotal)) - dropped).toBe(1)
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("fails the layer with a BackplaneError for a bad window or peerTimeout", () =>
+    Effect.gen(function* () {
+      for (const options of [{ window: 0 }, { window: 1.5 }, { peerTimeout: "soon" as never }, { peerTimeout: 0 }]) {
+        const error = yield* Effect.flip(Layer.build(Backplane.layerThreads(options)))
+        expect(error._tag).toBe("BackplaneError")
+        expect(error.message).toContain("Backplane.layerThreads")
+      }
+    })
   )
 })

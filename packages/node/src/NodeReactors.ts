@@ -126,7 +126,8 @@ export const index: number | undefined = ReactorThread.current?.index
  * @category layers
  */
 export const layerBackplane: Layer.Layer<Backplane.Backplane> =
-  ReactorThread.current === undefined ? Backplane.layerMemory : Backplane.layerThreads()
+  // the default options are valid: the layer cannot fail
+  ReactorThread.current === undefined ? Backplane.layerMemory : Layer.orDie(Backplane.layerThreads())
 
 /** How long a reactor may still run after its own `shutdownTimeout` before it is terminated. */
 const shutdownGrace = 1_000
