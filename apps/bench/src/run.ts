@@ -15,20 +15,36 @@
  * `--write` path is resolved against the repository root; the file's
  * "## Latest results" section is replaced and every other line kept.
  */
-import { execFileSync, spawn } from "node:child_process"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import { sleep } from "../../../test-support/poll.ts"
-import { commandWorks, logTail, type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
-import { clockTicks } from "./proc.ts"
-
-const benchDir = Path.resolve(import.meta.dirname, "..")
-const repoRoot = Path.resolve(benchDir, "../..")
-const loadgenSource = Path.join(benchDir, "loadgen", "loadgen.c")
-const buildDir = Path.join(benchDir, ".build")
-const loadgenBinary = Path.join(buildDir, "loadgen")
-const logDir = Path.join(buildDir, "logs")
+import { logTail, type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
+import {
+  argValue,
+  benchDir,
+  budget,
+  canPin,
+  consoleTable,
+  cpuCount,
+  cpuPercent,
+  ensureLoadgen,
+  fail,
+  fmt,
+  healthProblem,
+  type LoadgenResult,
+  logDir,
+  machine,
+  markdownTable,
+  mean,
+  num,
+  type ProcSample,
+  readProc,
+  repoRoot,
+  requireNode24,
+  round,
+  runLoadgen,
+  writeSection
+} from "./harness.ts"
 
 type ScenarioName = "echo" | "broadcast" | "handshake" | "idle"
 const scenarioNames: ReadonlyArray<ScenarioName> = ["echo", "broadcast", "handshake", "idle"]
@@ -49,15 +65,6 @@ const impls: ReadonlyArray<Impl> = [
   { key: "switchboard", label: "Switchboard", script: Path.join(benchDir, "src", "server.ts") },
   { key: "baseline", label: "ws baseline", script: Path.join(benchDir, "src", "baseline-ws.ts") }
 ]
-
-/** One line of loadgen JSON. */
-type LoadgenResult = Readonly<Record<string, unknown>>
-
-interface ProcSample {
-  readonly ticks: number
-  readonly rssKb: number
-  readonly at: number
-}
 
 interface Measured {
   readonly result: LoadgenResult
@@ -94,11 +101,6 @@ const rows: Array<Row> = []
 // ---------------------------------------------------------------------------
 // arguments and environment
 
-const fail = (message: string): never => {
-  process.stderr.write(`bench: ${message}\n`)
-  process.exit(1)
-}
-
 const parseArgs = (argv: ReadonlyArray<string>): Options => {
   let quick = false
   let write: string | undefined
@@ -126,49 +128,7 @@ const parseArgs = (argv: ReadonlyArray<string>): Options => {
   return { quick, scenarios: scenarios.length > 0 ? scenarios : scenarioNames, write }
 }
 
-const ensureLoadgen = (): void => {
-  const sourceTime = Fs.statSync(loadgenSource).mtimeMs
-  const binaryTime = Fs.existsSync(loadgenBinary) ? Fs.statSync(loadgenBinary).mtimeMs : -1
-  if (binaryTime >= sourceTime) return
-  if (!commandWorks("cc", ["--version"])) {
-    fail("no C compiler: `cc` is needed to build loadgen/loadgen.c (Debian: apt-get install gcc)")
-  }
-  Fs.mkdirSync(buildDir, { recursive: true })
-  process.stderr.write(`bench: compiling ${Path.relative(repoRoot, loadgenSource)}\n`)
-  try {
-    execFileSync("cc", ["-std=c11", "-O2", "-o", loadgenBinary, loadgenSource], { stdio: "inherit" })
-  } catch {
-    fail(`cc failed to compile ${loadgenSource}`)
-  }
-}
-
-const cpuCount = Os.availableParallelism()
-const pinning = cpuCount >= 2 && commandWorks("taskset", ["-V"])
-
-// ---------------------------------------------------------------------------
-// /proc sampling
-
-const readProc = (pid: number): ProcSample | undefined => {
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    // fields after "(comm)": state is field 3, utime field 14, stime field 15
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
-    const rss = /^VmRSS:\s+(\d+) kB/m.exec(status)
-    return {
-      ticks: Number(fields[11]) + Number(fields[12]),
-      rssKb: rss?.[1] !== undefined ? Number(rss[1]) : 0,
-      at: performance.now()
-    }
-  } catch {
-    return undefined
-  }
-}
-
-const cpuPercent = (from: ProcSample | undefined, to: ProcSample | undefined): number | undefined => {
-  if (from === undefined || to === undefined || to.at <= from.at) return undefined
-  return (((to.ticks - from.ticks) / clockTicks) * 100_000) / (to.at - from.at)
-}
+const pinning = canPin
 
 // ---------------------------------------------------------------------------
 // processes
@@ -222,92 +182,14 @@ const stopServer = async (server: Server, scenario: ScenarioName): Promise<void>
   }
 }
 
-interface LoadgenRun {
-  readonly result: LoadgenResult
-  readonly pid: number
-}
-
-/** Runs the load generator; `onLine` sees each stderr line as it arrives. */
-const runLoadgen = (
-  args: ReadonlyArray<string>,
-  budgetSeconds: number,
-  onLine: (line: string, pid: number) => void = () => {}
-): Promise<LoadgenRun> =>
-  new Promise((resolve, reject) => {
-    const [command, argv] = pinning ? ["taskset", ["-c", "1", loadgenBinary, ...args]] : [loadgenBinary, [...args]]
-    const child = spawn(command, argv, { stdio: ["ignore", "pipe", "pipe"] })
-    const pid = child.pid ?? 0
-    let stdout = ""
-    let stderr = ""
-    let pending = ""
-    const timer = setTimeout(() => child.kill("SIGKILL"), budgetSeconds * 1000)
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk
-    })
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk
-      pending += chunk
-      let newline = pending.indexOf("\n")
-      while (newline >= 0) {
-        onLine(pending.slice(0, newline), pid)
-        pending = pending.slice(newline + 1)
-        newline = pending.indexOf("\n")
-      }
-    })
-    child.once("error", reject)
-    child.once("close", (code, signal) => {
-      clearTimeout(timer)
-      const line = stdout.trim().split("\n").pop() ?? ""
-      let parsed: unknown
-      try {
-        parsed = JSON.parse(line)
-      } catch {
-        parsed = undefined
-      }
-      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-        reject(
-          new Error(
-            `loadgen ${args.join(" ")} gave no result (code ${code}, signal ${signal}${signal === "SIGKILL" ? `, killed after ${budgetSeconds} s` : ""}):\n${stderr.trim()}`
-          )
-        )
-        return
-      }
-      resolve({ result: parsed as LoadgenResult, pid })
-    })
-  })
-
-const num = (result: LoadgenResult, key: string): number => {
-  const value = result[key]
-  if (typeof value !== "number") throw new Error(`loadgen result has no number "${key}": ${JSON.stringify(result)}`)
-  return value
-}
-
-/** Counters that must be zero on a healthy run. */
-const healthKeys = [
-  "conn_errors",
-  "protocol_errors",
-  "server_closes",
-  "lost",
-  "missing_at_end",
-  "out_of_order",
-  "bad_payload",
-  "unanswered",
-  "timeouts",
-  "close_unanswered"
-]
-
 const checkHealth = (impl: Impl, scenario: ScenarioName, args: ReadonlyArray<string>, result: LoadgenResult): void => {
-  const bad = healthKeys.filter((key) => typeof result[key] === "number" && result[key] !== 0)
-  const error = result.error
-  if (typeof error === "string") {
-    problems.push(`${impl.label} (${scenario}): loadgen ${args.join(" ")} failed: ${error}`)
-  } else if (bad.length > 0) {
-    const first = typeof result.first_error === "string" ? result.first_error : ""
-    problems.push(
-      `${impl.label} (${scenario}): ${bad.map((key) => `${key}=${String(result[key])}`).join(", ")}; first: ${first} (loadgen ${args.join(" ")})`
-    )
-  }
+  const problem = healthProblem(args, result)
+  if (problem !== undefined) problems.push(`${impl.label} (${scenario}): ${problem}`)
 }
+
+/** Runs the load generator on the CPU the servers do not use. */
+const loadgen = (args: ReadonlyArray<string>, budgetSeconds: number, onLine?: (line: string, pid: number) => void) =>
+  runLoadgen(args, budgetSeconds, { cpus: "1", ...(onLine ? { onLine } : {}) })
 
 /** Runs one load generator command, sampling the server over its measured window. */
 const measure = async (
@@ -322,7 +204,7 @@ const measure = async (
   let loadgenStart: ProcSample | undefined
   let loadgenEnd: ProcSample | undefined
   const fullArgs = [...args, "--port", String(server.port)]
-  const run = await runLoadgen(fullArgs, budgetSeconds, (line, pid) => {
+  const run = await loadgen(fullArgs, budgetSeconds, (line, pid) => {
     if (line === "phase measure") {
       serverStart = readProc(server.pid)
       loadgenStart = readProc(pid)
@@ -345,8 +227,6 @@ const measure = async (
   raws.push({ scenario, impl: server.impl.key, label, args, result: run.result, extra })
   return measured
 }
-
-const round = (value: number, decimals: number): number => Math.round(value * 10 ** decimals) / 10 ** decimals
 
 // ---------------------------------------------------------------------------
 // scenarios
@@ -391,16 +271,8 @@ const plans: Readonly<Record<"full" | "quick", Plan>> = {
   }
 }
 
-const argValue = (args: ReadonlyArray<string>, key: string): string => args[args.indexOf(key) + 1] ?? "?"
-
-const budget = (args: ReadonlyArray<string>): number =>
-  Number(argValue(args, "--seconds")) + Number(argValue(args, "--warmup")) + 60
-
 type PerImpl<A> = Partial<Record<Impl["key"], A>>
 type Rounds<A> = ReadonlyArray<PerImpl<A>>
-
-const mean = (values: ReadonlyArray<number>): number | undefined =>
-  values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0) / values.length
 
 /** The values of `f` per server, one per round. */
 const each = <A>(rounds: Rounds<A>, f: (a: A) => number | undefined): PerImpl<ReadonlyArray<number>> => {
@@ -563,7 +435,7 @@ const runIdle = async (plan: Plan): Promise<void> => {
     const port = String(server.port)
     // warm-up: the connection path runs (JIT, lazy modules), then everything closes and settles
     const warmArgs = ["idle", "--path", "/echo", "--conns", String(plan.idleWarmConns), "--hold", "0"]
-    const warm = await runLoadgen([...warmArgs, "--port", port], 60)
+    const warm = await loadgen([...warmArgs, "--port", port], 60)
     checkHealth(server.impl, "idle", warmArgs, warm.result)
     await sleep(plan.settleMs)
     const before = readProc(server.pid)
@@ -575,7 +447,7 @@ const runIdle = async (plan: Plan): Promise<void> => {
       if (sampler !== undefined) clearInterval(sampler)
       sampler = undefined
     }
-    const run = await runLoadgen([...args, "--port", port], plan.idleHold + 90, (line) => {
+    const run = await loadgen([...args, "--port", port], plan.idleHold + 90, (line) => {
       if (line.startsWith("ready")) {
         const take = () => {
           const sample = readProc(server.pid)
@@ -637,11 +509,6 @@ let idleBefore: Partial<Record<Impl["key"], number>> = {}
 // ---------------------------------------------------------------------------
 // output
 
-const fmt = (value: number, decimals: number): string =>
-  Number.isFinite(value)
-    ? value.toLocaleString("en-US", { minimumFractionDigits: decimals, maximumFractionDigits: decimals })
-    : "n/a"
-
 const cell = (row: Row, key: Impl["key"]): string => {
   if (row.metric.startsWith("server RSS before")) {
     const before = idleBefore[key]
@@ -690,33 +557,6 @@ const tableCells = (): Array<Array<string>> =>
     cpuCell(row.loadgenCpu)
   ])
 
-const width = (text: string): number => [...text].length
-
-const columnWidths = (lines: ReadonlyArray<ReadonlyArray<string>>, min: number): Array<number> =>
-  tableHeader.map((_, i) => Math.max(min, ...lines.map((line) => width(line[i] ?? ""))))
-
-const pad = (text: string, to: number, right: boolean): string => {
-  const fill = " ".repeat(Math.max(0, to - width(text)))
-  return right ? fill + text : text + fill
-}
-
-/** The results as a Markdown table, padded the way the repository's formatter (Biome) prints it. */
-const tableLines = (): Array<string> => {
-  const lines = [tableHeader, ...tableCells()]
-  const widths = columnWidths(lines, 3)
-  const row = (cells: ReadonlyArray<string>) =>
-    `| ${cells.map((c, i) => pad(c, widths[i] ?? 0, rightAligned(i))).join(" | ")} |`
-  const rule = `| ${widths.map((w, i) => (rightAligned(i) ? `${"-".repeat(w - 1)}:` : "-".repeat(w))).join(" | ")} |`
-  const [head, ...body] = lines
-  return [row(head ?? []), rule, ...body.map(row)]
-}
-
-const consoleTable = (): string => {
-  const lines = [tableHeader, ...tableCells().map((cells) => cells.map((c) => c.replaceAll("**", "")))]
-  const widths = columnWidths(lines, 0)
-  return lines.map((cells) => cells.map((c, i) => pad(c, widths[i] ?? 0, rightAligned(i))).join("  ")).join("\n")
-}
-
 const targetLines = (): Array<string> =>
   rows.flatMap((row) => {
     if (row.target === undefined) return []
@@ -739,21 +579,7 @@ const targetLines = (): Array<string> =>
     ]
   })
 
-const machine = (): Record<string, string> => {
-  const cpuinfo = Fs.readFileSync("/proc/cpuinfo", "utf8")
-  const meminfo = Fs.readFileSync("/proc/meminfo", "utf8")
-  const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? 0)
-  return {
-    cpus: String(cpuCount),
-    cpu: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim() ?? "unknown",
-    memory: `${(memKb / 1024 / 1024).toFixed(1)} GiB`,
-    node: process.version,
-    kernel: `${Os.type()} ${Os.release()}`,
-    date: new Date().toISOString().replace(/\.\d+Z$/, "Z")
-  }
-}
-
-const markdown = (options: Options, info: Record<string, string>): string => {
+const markdown = (options: Options, info: ReturnType<typeof machine>): string => {
   const command = [
     "pnpm --filter @switchboard/app-bench bench --",
     ...(options.quick ? ["--quick"] : []),
@@ -770,7 +596,7 @@ const markdown = (options: Options, info: Record<string, string>): string => {
         ? "Server pinned to CPU 0, load generator to CPU 1 (taskset)."
         : "**Not pinned** (taskset missing or a single CPU): server and load generator share the CPUs."),
     "",
-    ...tableLines(),
+    ...markdownTable(tableHeader, tableCells(), rightAligned),
     "",
     ...targetLines(),
     "",
@@ -793,28 +619,11 @@ const markdown = (options: Options, info: Record<string, string>): string => {
   return lines.join("\n")
 }
 
-const writeSection = (path: string, section: string): void => {
-  const current = Fs.existsSync(path) ? Fs.readFileSync(path, "utf8") : "# Benchmarks\n"
-  const start = current.search(/^## Latest results[ \t]*$/m)
-  let next: string
-  if (start < 0) {
-    next = `${current.trimEnd()}\n\n${section}`
-  } else {
-    const after = current.slice(start + 1)
-    const end = after.search(/^## /m)
-    const rest = end < 0 ? "" : after.slice(end)
-    next = `${current.slice(0, start)}${section}${rest.length > 0 ? `\n${rest}` : ""}`
-  }
-  Fs.mkdirSync(Path.dirname(path), { recursive: true })
-  Fs.writeFileSync(path, next.endsWith("\n") ? next : `${next}\n`)
-}
-
 // ---------------------------------------------------------------------------
 
 const main = async (): Promise<void> => {
   const options = parseArgs(process.argv.slice(2))
-  const major = Number(process.versions.node.split(".")[0])
-  if (major < 24) fail(`Node ${process.version}: run with Node 24 (pnpm exec node apps/bench/src/run.ts)`)
+  requireNode24("apps/bench/src/run.ts")
   ensureLoadgen()
   if (!pinning) {
     process.stderr.write(
@@ -830,7 +639,7 @@ const main = async (): Promise<void> => {
     else await runIdle(plan)
   }
   const info = machine()
-  process.stdout.write(`\n${consoleTable()}\n\n`)
+  process.stdout.write(`\n${consoleTable(tableHeader, tableCells(), rightAligned)}\n\n`)
   process.stdout.write(
     `${info.cpus} × ${info.cpu}, ${info.memory}, Node ${info.node}, ${info.date}, ${Math.round((performance.now() - started) / 1000)} s${pinning ? ", pinned" : ", not pinned"}\n`
   )
@@ -838,7 +647,7 @@ const main = async (): Promise<void> => {
     process.stdout.write(`\nProblems:\n${problems.map((p) => `- ${p}`).join("\n")}\n`)
   }
   if (options.write !== undefined) {
-    writeSection(options.write, markdown(options, info))
+    writeSection(options.write, "## Latest results", markdown(options, info))
     process.stdout.write(
       `\nwrote "Latest results" to ${Path.relative(process.cwd(), options.write) || options.write}\n`
     )
