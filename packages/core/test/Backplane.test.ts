@@ -71,6 +71,25 @@ describe("Backplane.layerThreads", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("delivers the envelopes that arrive in one turn together, with no tick between them", () =>
+    Effect.gen(function* () {
+      // the reactor uncorks its sockets on the next tick: a tick between two deliveries is a write per envelope
+      const channel = `test:batch:${crypto.randomUUID()}`
+      const a = yield* threads({ channel })
+      const b = yield* threads({ channel })
+      let ticks = 0
+      const seenAtTick: Array<number> = []
+      yield* b.subscribe("t", () => {
+        seenAtTick.push(ticks)
+        process.nextTick(() => ticks++)
+      })
+      for (let i = 0; i < 100; i++) yield* a.publish({ _tag: "Broadcast", topic: "t", origin: "n", message: `m${i}` })
+      while (seenAtTick.length < 100) yield* Effect.sleep(2)
+      // 100 posts made in one go arrive together; at most a second batch if they straddle a poll
+      expect(new Set(seenAtTick).size).toBeLessThanOrEqual(2)
+    }).pipe(Effect.scoped)
+  )
+
   it.live("makes a publisher wait for a thread that falls behind: never more than window envelopes ahead of it", () =>
     Effect.gen(function* () {
       const channel = `test:flow:${crypto.randomUUID()}`

@@ -27,6 +27,13 @@
  *   is no longer waited for; one that closes says so. A new instance says
  *   hello and the others acknowledge it at once, so it knows whom to wait
  *   for from (nearly) its first publish.
+ * - Envelopes that arrive in one event-loop turn are delivered together at
+ *   its end (`setImmediate`), not one by one as they arrive: Node runs
+ *   `process.nextTick` after each message of a channel, and the reactor
+ *   uncorks its sockets on the next tick, so delivering one by one would
+ *   cost a write per envelope per subscriber instead of a write per
+ *   subscriber per turn (measured: 0.15× one reactor's broadcast rate, against
+ *   more than 1× once batched).
  * - The channel is `unref`ed: a backplane alone keeps no thread alive.
  */
 import { Effect, Layer, Metric } from "effect"
@@ -83,6 +90,8 @@ export const layer = (options: Options): Layer.Layer<Backplane.Backplane> =>
       /** Per sender, the last envelope delivered here, and whether it still needs acknowledging. */
       const delivered = new Map<string, number>()
       const toAck = new Set<string>()
+      /** Envelopes received this turn, delivered together once it ends (see the module's notes). */
+      let pending: Array<Backplane.Envelope> = []
       let flushing = false
       const wakers = new Set<() => void>()
       const wake = () => {
@@ -97,6 +106,9 @@ export const layer = (options: Options): Layer.Layer<Backplane.Backplane> =>
           const made = new BroadcastChannel(name)
           const flush = () => {
             flushing = false
+            const envelopes = pending
+            pending = []
+            for (const envelope of envelopes) deliver(envelope)
             for (const sender of toAck) made.postMessage([1, sender, id, delivered.get(sender) ?? 0] satisfies Wire)
             toAck.clear()
           }
@@ -106,7 +118,7 @@ export const layer = (options: Options): Layer.Layer<Backplane.Backplane> =>
             switch (data[0]) {
               case 0: {
                 delivered.set(data[1], data[2])
-                if (isEnvelope(data[3])) deliver(data[3])
+                if (isEnvelope(data[3])) pending.push(data[3])
                 toAck.add(data[1])
                 if (!flushing) {
                   flushing = true
