@@ -19,8 +19,9 @@
  *
  * REACTORS (default 1) runs the server as that many reactor threads on the
  * same port (`NodeReactors`), for more than one core: messages and presence
- * events cross between them; each reactor keeps its own history and its own
- * pool of WORKERS threads, and lists its own members when someone joins.
+ * events cross between them, and a room's member list shows the people on
+ * every reactor; each reactor keeps its own history and its own pool of
+ * WORKERS threads.
  */
 import { readFileSync } from "node:fs"
 import type { IncomingMessage, ServerResponse } from "node:http"

@@ -35,10 +35,39 @@ export interface Member {
 }
 
 /**
- * What travels on a topic: a broadcast message, or a member joining or
- * leaving. `origin` is the publishing hub's node id; `exclude` is a
- * connection id on that node that must not receive the message
- * (`broadcastFrom`).
+ * A member of a topic on some node, as a presence `State` lists it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PresenceEntry {
+  readonly topic: string
+  readonly member: Member
+}
+
+/**
+ * What hubs tell each other about presence (docs/adr/0006): a member
+ * joined (or changed its metadata) or left a topic, a heartbeat, a request
+ * for state (`to` one node, or everyone), a node's whole membership, and a
+ * hub that stops.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PresenceSignal =
+  | { readonly _tag: "Joined"; readonly topic: string; readonly member: Member }
+  | { readonly _tag: "Left"; readonly topic: string; readonly member: Member }
+  | { readonly _tag: "Heartbeat" }
+  | { readonly _tag: "Sync"; readonly to?: string }
+  | { readonly _tag: "State"; readonly members: ReadonlyArray<PresenceEntry> }
+  | { readonly _tag: "Bye" }
+
+/**
+ * What travels on a topic: a broadcast message, or a presence signal (on
+ * the hubs' presence topic). `origin` is the publishing hub's node id;
+ * `exclude` is a connection id on that node that must not receive the
+ * message (`broadcastFrom`); `version` counts the origin's presence
+ * changes.
  *
  * @since 0.1.0
  * @category models
@@ -51,8 +80,13 @@ export type Envelope =
       readonly message: Message
       readonly exclude?: string
     }
-  | { readonly _tag: "Joined"; readonly topic: string; readonly origin: string; readonly member: Member }
-  | { readonly _tag: "Left"; readonly topic: string; readonly origin: string; readonly member: Member }
+  | {
+      readonly _tag: "Presence"
+      readonly topic: string
+      readonly origin: string
+      readonly version: number
+      readonly signal: PresenceSignal
+    }
 
 /**
  * A backplane could not publish or subscribe (its connection is down, a

@@ -30,15 +30,25 @@
  *   `subscribe` upgrades to a member with one `Joined`; `subscribe` after
  *   `join` is a no-op and keeps the membership. Leaving (`unsubscribe` or
  *   the end of the connection) announces one `Left`, once.
+ * - Presence spans nodes: every hub keeps the members of every topic on
+ *   every node, from the presence signals all hubs exchange on the
+ *   backplane's `presenceTopic` (changes numbered per node, heartbeats, a
+ *   state on request; docs/adr/0006). A hub that starts learns the members
+ *   already there; a lost change heals within a heartbeat; a node that
+ *   falls silent for `presence.timeout` is down and its members leave, one
+ *   `Left` each; a hub whose scope closes says so and its members leave at
+ *   once. Every hub holds every member of the cluster.
  *
  * @since 0.1.0
  */
-import { Context, Effect, Equal, Exit, Layer, Metric, Scope } from "effect"
+import { Context, type Duration, Effect, Equal, Exit, Layer, Metric, Scope } from "effect"
 import * as Backplane from "./Backplane.ts"
 import type * as CloseCode from "./CloseCode.ts"
 import * as CloseReason from "./CloseReason.ts"
 import type { Connection } from "./Connection.ts"
 import { ActorImpl } from "./internal/actor.ts"
+import * as PresenceTracker from "./internal/presence.ts"
+import * as Settings from "./internal/settings.ts"
 import type { Message } from "./Message.ts"
 import * as PreparedMessage from "./PreparedMessage.ts"
 
@@ -55,6 +65,15 @@ export type Presence =
   | { readonly _tag: "Left"; readonly topic: string; readonly member: Backplane.Member }
 
 /**
+ * The backplane topic on which hubs exchange presence (reserved: do not
+ * use it as a room).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const presenceTopic: string = PresenceTracker.topic
+
+/**
  * Options of the hub.
  *
  * @since 0.1.0
@@ -65,6 +84,13 @@ export interface Options {
   readonly maxBufferedBytes?: number
   /** `"drop"` (default) skips the message for that subscriber; `{ close }` closes it with 1008 or 1013. */
   readonly slowConsumer?: "drop" | { readonly close: typeof CloseCode.PolicyViolation | typeof CloseCode.TryAgainLater }
+  /**
+   * Presence across nodes: how often this hub says it is alive (default
+   * 1 s), and how long another node may say nothing before it is down and
+   * its members leave (default 5 s; at least the heartbeat). A dead node
+   * drops out of every list within `timeout` plus one `heartbeat`.
+   */
+  readonly presence?: { readonly heartbeat?: Duration.Input; readonly timeout?: Duration.Input }
 }
 
 /**
@@ -86,6 +112,31 @@ export const slowConsumerTotal = Metric.counter("switchboard_hub_slow_consumer_t
 export const framedTotal = Metric.counter("switchboard_hub_framed_total", {
   description: "Hub broadcasts encoded and framed; each is written to all local subscribers"
 })
+
+/**
+ * Other nodes this hub hears presence from (a gauge).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const presenceNodes = PresenceTracker.nodesGauge
+
+/**
+ * Nodes found down: no presence signal for the timeout; their members left.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const presenceNodesDownTotal = PresenceTracker.nodesDownTotal
+
+/**
+ * Presence states asked of another node after a gap in its changes (a
+ * message lost while the backplane was away).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const presenceSyncsTotal = PresenceTracker.syncsTotal
 
 /**
  * The hub service. Behaviours usually reach it through the module's
@@ -123,7 +174,12 @@ export class Hub extends Context.Service<
       sender: Connection<never>,
       message: Message
     ) => Effect.Effect<void, Backplane.BackplaneError>
-    /** The members of `topic` on this node that `join`ed, with their metadata, in join order. */
+    /**
+     * The members of `topic` that `join`ed, on every node, with their
+     * metadata: this node's first, in join order, then each other node's.
+     * Other nodes' members are as this hub last heard (see the module's
+     * notes on presence).
+     */
     readonly members: (topic: string) => Effect.Effect<ReadonlyArray<Backplane.Member>>
     /** Topics with at least one local subscriber. */
     readonly topics: Effect.Effect<ReadonlyArray<string>>
@@ -153,9 +209,16 @@ let nodeCounter = 0
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options = {}): Effect.Effect<Hub["Service"], never, Backplane.Backplane | Scope.Scope> =>
+export const make = (
+  options: Options = {}
+): Effect.Effect<Hub["Service"], Backplane.BackplaneError, Backplane.Backplane | Scope.Scope> =>
   Effect.gen(function* () {
     const backplane = yield* Backplane.Backplane
+    const heartbeat = Settings.durationMillis(options.presence?.heartbeat, 1_000, "Hub presence.heartbeat")
+    const timeout = Settings.durationMillis(options.presence?.timeout, 5_000, "Hub presence.timeout")
+    if (timeout < heartbeat) {
+      return yield* Effect.die(new RangeError("Hub presence.timeout: must be at least presence.heartbeat"))
+    }
     const context = yield* Effect.context<never>()
     const layerScope = yield* Effect.scope
     const maxBufferedBytes = options.maxBufferedBytes ?? 1024 * 1024
@@ -166,10 +229,7 @@ export const make = (options: Options = {}): Effect.Effect<Hub["Service"], never
     const closes = Metric.withAttributes(slowConsumerTotal, { policy: "close" })
 
     const deliver = (topic: Topic, envelope: Backplane.Envelope): void => {
-      if (envelope._tag !== "Broadcast") {
-        announce(topic, envelope)
-        return
-      }
+      if (envelope._tag !== "Broadcast") return
       const exclude = envelope.origin === node ? envelope.exclude : undefined
       let prepared: PreparedMessage.PreparedMessage | undefined
       for (const actor of topic.subscribers.keys()) {
@@ -192,14 +252,28 @@ export const make = (options: Options = {}): Effect.Effect<Hub["Service"], never
       }
     }
 
-    const announce = (topic: Topic, envelope: Extract<Backplane.Envelope, { _tag: "Joined" | "Left" }>): void => {
-      const event: Presence = { _tag: envelope._tag, topic: envelope.topic, member: envelope.member }
+    const announce = (change: PresenceTracker.Change, own: boolean): void => {
+      const topic = topics.get(change.topic)
+      if (topic === undefined) return
+      const event: Presence = { _tag: change._tag, topic: change.topic, member: change.member }
       for (const [actor, subscription] of topic.subscribers) {
         if (subscription.member === undefined) continue
-        if (envelope.origin === node && actor.id === envelope.member.id) continue
+        if (own && actor.id === change.member.id) continue
         actor.tellUnsafe(event)
       }
     }
+
+    const localMembers = (): ReadonlyArray<Backplane.PresenceEntry> => {
+      const entries: Array<Backplane.PresenceEntry> = []
+      for (const [name, topic] of topics) {
+        for (const subscription of topic.subscribers.values()) {
+          if (subscription.member !== undefined) entries.push({ topic: name, member: subscription.member })
+        }
+      }
+      return entries
+    }
+
+    const tracker = yield* PresenceTracker.make({ node, heartbeat, timeout, localMembers, announce })
 
     const topicFor = (name: string): Effect.Effect<Topic, Backplane.BackplaneError> =>
       Effect.suspend(() => {
@@ -240,7 +314,7 @@ export const make = (options: Options = {}): Effect.Effect<Hub["Service"], never
         const announced =
           subscription.member === undefined
             ? Effect.void
-            : backplane.publish({ _tag: "Left", topic: name, origin: node, member: subscription.member })
+            : tracker.publish({ _tag: "Left", topic: name, member: subscription.member })
         if (topic.subscribers.size > 0) return announced
         topics.delete(name)
         return Effect.andThen(announced, Scope.close(topic.scope, Exit.void))
@@ -289,7 +363,7 @@ export const make = (options: Options = {}): Effect.Effect<Hub["Service"], never
           topic.subscribers.set(actor, { member })
           yield* track(name, actor)
         }
-        if (member !== undefined) yield* backplane.publish({ _tag: "Joined", topic: name, origin: node, member })
+        if (member !== undefined) yield* tracker.publish({ _tag: "Joined", topic: name, member })
       })
 
     return Hub.of({
@@ -306,12 +380,14 @@ export const make = (options: Options = {}): Effect.Effect<Hub["Service"], never
         backplane.publish({ _tag: "Broadcast", topic, origin: node, message, exclude: sender.id }),
       members: (name) =>
         Effect.sync(() => {
-          const topic = topics.get(name)
-          if (topic === undefined) return []
           const members: Array<Backplane.Member> = []
-          for (const subscription of topic.subscribers.values()) {
-            if (subscription.member !== undefined) members.push(subscription.member)
+          const topic = topics.get(name)
+          if (topic !== undefined) {
+            for (const subscription of topic.subscribers.values()) {
+              if (subscription.member !== undefined) members.push(subscription.member)
+            }
           }
+          for (const member of tracker.members(name)) members.push(member)
           return members
         }),
       topics: Effect.sync(() => [...topics.keys()])
@@ -383,7 +459,7 @@ export const broadcastFrom = (
 ): Effect.Effect<void, Backplane.BackplaneError, Hub> => Hub.use((hub) => hub.broadcastFrom(topic, sender, message))
 
 /**
- * The members of `topic` on this node, through the current `Hub`.
+ * The members of `topic` on every node, through the current `Hub` (see `Hub.members`).
  *
  * @since 0.1.0
  * @category accessors
@@ -397,5 +473,5 @@ export const members = (topic: string): Effect.Effect<ReadonlyArray<Backplane.Me
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options?: Options): Layer.Layer<Hub, never, Backplane.Backplane> =>
+export const layer = (options?: Options): Layer.Layer<Hub, Backplane.BackplaneError, Backplane.Backplane> =>
   Layer.effect(Hub)(make(options))

@@ -42,7 +42,15 @@ describe("Backplane.layerThreads", () => {
       yield* a.subscribe("t", (e) => got.push(e))
       yield* b.subscribe("t", (e) => got.push(e))
       const member = { id: "c1", node: "n", meta: { greet: () => "hi" } }
-      const error = yield* Effect.flip(a.publish({ _tag: "Joined", topic: "t", origin: "n", member }))
+      const error = yield* Effect.flip(
+        a.publish({
+          _tag: "Presence",
+          topic: "t",
+          origin: "n",
+          version: 1,
+          signal: { _tag: "Joined", topic: "room", member }
+        })
+      )
       expect(error._tag).toBe("BackplaneError")
       expect(error.message).toContain("test:clone")
       yield* Effect.sleep(50)

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Backplane, Behavior, type Connection, Hub } from "@switchboard/core"
 import { TestClient } from "@switchboard/testing"
-import { Effect, Layer, Metric } from "effect"
+import { Effect, Exit, Layer, Metric, Scope } from "effect"
+import { TestClock } from "effect/testing"
 
 const noTimers = { keepalive: false, closeTimeout: false } as const
 
@@ -27,7 +28,7 @@ const HubLive = (options?: Hub.Options) => Hub.layer(options).pipe(Layer.provide
 const as = (nick: string) => ({ ...noTimers, request: { query: new URLSearchParams({ nick }) } })
 
 /** Lets the actors run until `condition` holds (their init joins the room on the next scheduler tick). */
-const settle = (condition: Effect.Effect<boolean, never, Hub.Hub>) =>
+const settle = <R>(condition: Effect.Effect<boolean, never, R>) =>
   Effect.gen(function* () {
     for (let i = 0; i < 1000; i++) {
       if (yield* condition) return
@@ -344,5 +345,182 @@ describe("Hub", () => {
       expect(heardBy(log, conn.connection)).toEqual([])
       expect(finalizerCount(conn.connection)).toBe(1)
     }).pipe(Effect.provide(HubLive()))
+  )
+})
+
+/** A node written by hand on the backplane: it publishes presence signals as a hub would, and records what it hears. */
+const ghost = (backplane: Backplane.Backplane["Service"], origin: string) =>
+  Effect.gen(function* () {
+    const heard: Array<Backplane.Envelope> = []
+    yield* backplane.subscribe(Hub.presenceTopic, (envelope) => {
+      if (envelope.origin !== origin) heard.push(envelope)
+    })
+    const say = (version: number, signal: Backplane.PresenceSignal) =>
+      backplane.publish({ _tag: "Presence", topic: Hub.presenceTopic, origin, version, signal })
+    return { heard, say }
+  })
+
+const member = (id: string, node: string, nick: string): Backplane.Member => ({ id, node, meta: { nick } })
+
+/** Two hubs (two nodes) on one backplane; B with its own scope, to stop it. */
+const twoHubs = Effect.gen(function* () {
+  const scopeB = yield* Scope.make()
+  const hubA = yield* Hub.make()
+  const hubB = yield* Hub.make().pipe(Scope.provide(scopeB))
+  return { hubA, hubB, scopeB }
+})
+
+const nicks = (members: ReadonlyArray<Backplane.Member>) =>
+  members.map((m) => (m.meta as { readonly nick: string }).nick)
+
+describe("Hub presence across nodes", () => {
+  it.effect("lists the members of every node, and a hub started later learns those already there", () =>
+    Effect.gen(function* () {
+      const backplane = yield* Backplane.Backplane
+      const hubA = yield* Hub.make()
+      const ada = yield* TestClient.connect(Room, as("ada")).pipe(Effect.provideService(Hub.Hub, hubA))
+      yield* settle(Effect.map(hubA.members("room"), (m) => m.length === 1))
+      // B starts after ada joined on A: its hello brings A's state
+      const hubB = yield* Hub.make().pipe(Effect.provideService(Backplane.Backplane, backplane))
+      yield* settle(Effect.map(hubB.members("room"), (m) => m.length === 1))
+      expect(yield* hubB.members("room")).toEqual([{ id: ada.connection.id, node: hubA.node, meta: { nick: "ada" } }])
+      const bob = yield* TestClient.connect(Room, as("bob")).pipe(Effect.provideService(Hub.Hub, hubB))
+      expect(yield* ada.expectText).toBe(`Joined:${bob.connection.id}`)
+      expect(nicks(yield* hubA.members("room"))).toEqual(["ada", "bob"])
+      expect(nicks(yield* hubB.members("room"))).toEqual(["bob", "ada"])
+      // a topic with no subscriber on a node is listed there too
+      expect(yield* hubB.topics).toEqual(["room"])
+      yield* bob.close()
+      yield* bob.finished
+      expect(yield* ada.expectText).toBe(`Left:${bob.connection.id}`)
+      expect(nicks(yield* hubA.members("room"))).toEqual(["ada"])
+      expect(nicks(yield* hubB.members("room"))).toEqual(["ada"])
+    }).pipe(Effect.provide(Backplane.layerMemory))
+  )
+
+  it.effect("drops a silent node's members from every list with one Left each, within timeout plus a heartbeat", () =>
+    Effect.gen(function* () {
+      const backplane = yield* Backplane.Backplane
+      const hubA = yield* Hub.make({ presence: { heartbeat: "1 second", timeout: "5 seconds" } })
+      const log: Array<Heard> = []
+      const local = yield* TestClient.connect(Listener(log), noTimers).pipe(Effect.provideService(Hub.Hub, hubA))
+      yield* hubA.join("room", local.connection, { nick: "local" })
+      const node = yield* ghost(backplane, "ghost")
+      yield* node.say(0, { _tag: "Heartbeat" })
+      yield* node.say(1, { _tag: "Joined", topic: "room", member: member("g1", "ghost", "g1") })
+      yield* node.say(2, { _tag: "Joined", topic: "room", member: member("g2", "ghost", "g2") })
+      yield* settle(Effect.sync(() => log.length === 2))
+      expect(nicks(yield* hubA.members("room"))).toEqual(["local", "g1", "g2"])
+      const down = yield* Effect.map(Metric.value(Hub.presenceNodesDownTotal), (s) => s.count)
+      // the ghost says nothing more: it died
+      yield* TestClock.adjust("5 seconds")
+      expect(nicks(yield* hubA.members("room"))).toEqual(["local", "g1", "g2"])
+      yield* TestClock.adjust("1 second")
+      expect(nicks(yield* hubA.members("room"))).toEqual(["local"])
+      yield* settle(Effect.sync(() => log.length === 4))
+      expect(nicks(yield* hubA.members("room"))).toEqual(["local"])
+      expect(heardBy(log, local.connection)).toEqual(["Joined:g1", "Joined:g2", "Left:g1", "Left:g2"])
+      expect((yield* Effect.map(Metric.value(Hub.presenceNodesDownTotal), (s) => s.count)) - down).toBe(1)
+      yield* TestClock.adjust("30 seconds")
+      expect(heardBy(log, local.connection)).toHaveLength(4)
+    }).pipe(Effect.provide(Backplane.layerMemory))
+  )
+
+  it.effect("keeps a node that keeps beating, and drops the members of a hub that stops at once", () =>
+    Effect.gen(function* () {
+      const { hubA, hubB, scopeB } = yield* twoHubs
+      const log: Array<Heard> = []
+      const onA = yield* TestClient.connect(Listener(log), noTimers).pipe(Effect.provideService(Hub.Hub, hubA))
+      const onB = yield* TestClient.connect(Listener(log), noTimers).pipe(Effect.provideService(Hub.Hub, hubB))
+      yield* hubA.join("room", onA.connection, { nick: "a" })
+      yield* hubB.join("room", onB.connection, { nick: "b" })
+      yield* TestClock.adjust("1 minute")
+      expect(nicks(yield* hubA.members("room"))).toEqual(["a", "b"])
+      expect(heardBy(log, onA.connection)).toEqual([`Joined:${onB.connection.id}`])
+      yield* Scope.close(scopeB, Exit.void)
+      expect(nicks(yield* hubA.members("room"))).toEqual(["a"])
+      yield* settle(Effect.sync(() => log.length === 2))
+      expect(heardBy(log, onA.connection)).toEqual([`Joined:${onB.connection.id}`, `Left:${onB.connection.id}`])
+    }).pipe(Effect.provide(Backplane.layerMemory))
+  )
+
+  it.effect("heals a lost change: a gap in a node's versions makes the hub ask for its state, once", () =>
+    Effect.gen(function* () {
+      const backplane = yield* Backplane.Backplane
+      const hubA = yield* Hub.make()
+      const log: Array<Heard> = []
+      const local = yield* TestClient.connect(Listener(log), noTimers).pipe(Effect.provideService(Hub.Hub, hubA))
+      yield* hubA.join("room", local.connection, { nick: "local" })
+      const node = yield* ghost(backplane, "ghost")
+      yield* node.say(0, { _tag: "Heartbeat" })
+      yield* node.say(1, { _tag: "Joined", topic: "room", member: member("g1", "ghost", "g1") })
+      // version 2 (g1 left) was lost; version 3 arrives
+      yield* node.say(3, { _tag: "Joined", topic: "room", member: member("g2", "ghost", "g2") })
+      yield* settle(Effect.sync(() => node.heard.some((e) => e._tag === "Presence" && e.signal._tag === "Sync")))
+      const asks = node.heard.filter(
+        (e) => e._tag === "Presence" && e.signal._tag === "Sync" && e.signal.to === "ghost"
+      )
+      expect(asks).toHaveLength(1)
+      yield* node.say(3, { _tag: "State", members: [{ topic: "room", member: member("g2", "ghost", "g2") }] })
+      expect(nicks(yield* hubA.members("room"))).toEqual(["local", "g2"])
+      yield* settle(Effect.sync(() => log.length === 3))
+      expect(heardBy(log, local.connection)).toEqual(["Joined:g1", "Joined:g2", "Left:g1"])
+      // in step again: heartbeats at its version ask nothing more
+      yield* node.say(3, { _tag: "Heartbeat" })
+      yield* TestClock.adjust("3 seconds")
+      yield* node.say(3, { _tag: "Heartbeat" })
+      yield* TestClock.adjust("1 second")
+      expect(node.heard.filter((e) => e._tag === "Presence" && e.signal._tag === "Sync")).toHaveLength(1)
+    }).pipe(Effect.provide(Backplane.layerMemory))
+  )
+
+  it.effect("asks a node whose heartbeat shows changes it never heard, and answers a Sync with its state", () =>
+    Effect.gen(function* () {
+      const backplane = yield* Backplane.Backplane
+      const hubA = yield* Hub.make()
+      const local = yield* TestClient.connect(Listener([]), noTimers).pipe(Effect.provideService(Hub.Hub, hubA))
+      yield* hubA.join("room", local.connection, { nick: "local" })
+      const node = yield* ghost(backplane, "ghost")
+      // a node at version 4 that this hub never heard from: its members are unknown
+      yield* node.say(4, { _tag: "Heartbeat" })
+      yield* node.say(4, { _tag: "Sync" })
+      yield* settle(
+        Effect.sync(
+          () =>
+            node.heard.some((e) => e._tag === "Presence" && e.signal._tag === "Sync" && e.signal.to === "ghost") &&
+            node.heard.some((e) => e._tag === "Presence" && e.signal._tag === "State")
+        )
+      )
+      const state = node.heard.find((e) => e._tag === "Presence" && e.signal._tag === "State")
+      expect(state?._tag === "Presence" && state.signal._tag === "State" && state.signal.members).toEqual([
+        { topic: "room", member: { id: local.connection.id, node: hubA.node, meta: { nick: "local" } } }
+      ])
+      expect(state?._tag === "Presence" && state.version).toBe(1)
+    }).pipe(Effect.provide(Backplane.layerMemory))
+  )
+
+  it.effect("tells nothing for a state that repeats what the hub already knows", () =>
+    Effect.gen(function* () {
+      const backplane = yield* Backplane.Backplane
+      const hubA = yield* Hub.make()
+      const log: Array<Heard> = []
+      const local = yield* TestClient.connect(Listener(log), noTimers).pipe(Effect.provideService(Hub.Hub, hubA))
+      yield* hubA.join("room", local.connection, { nick: "local" })
+      const node = yield* ghost(backplane, "ghost")
+      yield* node.say(0, { _tag: "Heartbeat" })
+      yield* node.say(1, { _tag: "Joined", topic: "room", member: member("g1", "ghost", "g1") })
+      yield* node.say(1, { _tag: "State", members: [{ topic: "room", member: member("g1", "ghost", "g1") }] })
+      yield* node.say(2, { _tag: "Joined", topic: "room", member: member("g1", "ghost", "g1") })
+      yield* settle(Effect.sync(() => log.length >= 1))
+      for (let i = 0; i < 10; i++) yield* Effect.yieldNow
+      expect(heardBy(log, local.connection)).toEqual(["Joined:g1"])
+    }).pipe(Effect.provide(Backplane.layerMemory))
+  )
+
+  it.effect("dies at build with a clear message when the presence timeout is shorter than the heartbeat", () =>
+    Effect.gen(function* () {
+      const exit = yield* Effect.exit(Hub.make({ presence: { heartbeat: "2 seconds", timeout: "1 second" } }))
+      expect(Exit.isFailure(exit) && String(exit.cause)).toContain("presence.timeout")
+    }).pipe(Effect.scoped, Effect.provide(Backplane.layerMemory))
   )
 })

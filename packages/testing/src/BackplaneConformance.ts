@@ -50,6 +50,13 @@ const broadcast = (
   message
 })
 
+const presence = (
+  topic: string,
+  origin: string,
+  version: number,
+  signal: Backplane.PresenceSignal
+): Backplane.Envelope => ({ _tag: "Presence", topic, origin, version, signal })
+
 /**
  * Options of `run`.
  *
@@ -150,15 +157,15 @@ export const run = <E>(name: string, layer: Layer.Layer<Backplane.Backplane, E>,
         const member = { id: "c7", node: "node-b", meta: { nick: "ada", tags: ["x"] } }
         yield* backplane.publish({ ...broadcast(topic, "héllo ✓", "node-b"), exclude: "c9" })
         yield* backplane.publish(broadcast(topic, bytes, "node-b"))
-        yield* backplane.publish({ _tag: "Joined", topic, origin: "node-b", member })
-        yield* backplane.publish({ _tag: "Left", topic, origin: "node-b", member })
+        yield* backplane.publish(presence(topic, "node-b", 1, { _tag: "Joined", topic: "room", member }))
+        yield* backplane.publish(presence(topic, "node-b", 2, { _tag: "State", members: [{ topic: "room", member }] }))
         yield* within(() => got.length === 4)
         expect(got[0]).toEqual({ ...broadcast(topic, "héllo ✓", "node-b"), exclude: "c9" })
         const binary = got[1]
         expect(binary?._tag === "Broadcast" && binary.message instanceof Uint8Array).toBe(true)
         expect(binary?._tag === "Broadcast" && [...(binary.message as Uint8Array)]).toEqual([...bytes])
-        expect(got[2]).toEqual({ _tag: "Joined", topic, origin: "node-b", member })
-        expect(got[3]).toEqual({ _tag: "Left", topic, origin: "node-b", member })
+        expect(got[2]).toEqual(presence(topic, "node-b", 1, { _tag: "Joined", topic: "room", member }))
+        expect(got[3]).toEqual(presence(topic, "node-b", 2, { _tag: "State", members: [{ topic: "room", member }] }))
       }).pipe(Effect.provide(layer))
     )
   })
@@ -225,11 +232,11 @@ const runCrossNode = <E>(name: string, layer: Layer.Layer<Backplane.Backplane, E
         const scope = yield* Scope.make()
         yield* b.subscribe(topic, (e) => onB.push(e)).pipe(Scope.provide(scope))
         yield* a.subscribe(topic, (e) => kept.push(e))
-        yield* a.publish({ _tag: "Joined", topic, origin: "node-a", member })
+        yield* a.publish(presence(topic, "node-a", 1, { _tag: "Joined", topic: "room", member }))
         yield* within(() => onB.length === 1 && kept.length === 1)
-        expect(onB[0]).toEqual({ _tag: "Joined", topic, origin: "node-a", member })
+        expect(onB[0]).toEqual(presence(topic, "node-a", 1, { _tag: "Joined", topic: "room", member }))
         yield* Scope.close(scope, Exit.void)
-        yield* a.publish({ _tag: "Left", topic, origin: "node-a", member })
+        yield* a.publish(presence(topic, "node-a", 2, { _tag: "Left", topic: "room", member }))
         yield* within(() => kept.length === 2)
         yield* Effect.sleep(50)
         expect(onB).toHaveLength(1)

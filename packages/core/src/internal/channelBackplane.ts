@@ -65,7 +65,7 @@ const isEnvelope = (data: unknown): data is Backplane.Envelope =>
   "_tag" in data &&
   "topic" in data &&
   typeof data.topic === "string" &&
-  (data._tag === "Broadcast" || data._tag === "Joined" || data._tag === "Left")
+  (data._tag === "Broadcast" || data._tag === "Presence")
 
 const isWire = (data: unknown): data is Wire =>
   Array.isArray(data) &&
