@@ -1,8 +1,11 @@
 /**
  * Installs the system packages the test suite needs when they are missing:
- * Debian's Chromium for the chat page's browser test. Runs before `pnpm test`
- * so that the README's test command works on a fresh machine. Uses apt-get
- * (as root, or through sudo); anywhere else it says what to install.
+ * Debian's Chromium for the chat page's browser tests, and Debian's
+ * redis-server for the Redis backplane's tests (each test starts its own
+ * server on a free loopback port; none is left running). Runs before
+ * `pnpm test` so that the README's test command works on a fresh machine.
+ * Uses apt-get (as root, or through sudo); anywhere else it says what to
+ * install.
  */
 import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
@@ -21,14 +24,24 @@ const has = (command: string) => {
   }
 }
 
-if (!existsSync(chromium)) {
+const redisServer = process.env.REDIS_SERVER_PATH ?? "redis-server"
+
+const missing: Array<string> = []
+if (!existsSync(chromium)) missing.push("chromium")
+if (process.env.REDIS_SERVER_PATH === undefined ? !has("redis-server") : !existsSync(redisServer)) {
+  missing.push("redis-server")
+}
+
+if (missing.length > 0) {
   if (!has("apt-get")) {
-    console.error(`No Chromium at ${chromium} and no apt-get: install Chromium and set CHROMIUM_PATH.`)
+    console.error(
+      `Missing ${missing.join(" and ")} and no apt-get: install them (and set CHROMIUM_PATH / REDIS_SERVER_PATH).`
+    )
     process.exit(1)
   }
   const root = process.getuid?.() === 0
   const apt = (args: ReadonlyArray<string>) => (root ? run("apt-get", args) : run("sudo", ["apt-get", ...args]))
-  console.log("Installing Debian's chromium for the browser tests (apt-get) …")
+  console.log(`Installing Debian's ${missing.join(" and ")} for the tests (apt-get) …`)
   apt(["update", "-qq"])
-  apt(["install", "-y", "-qq", "chromium"])
+  apt(["install", "-y", "-qq", "--no-install-recommends", ...missing])
 }

@@ -127,6 +127,46 @@ export class Backplane extends Context.Service<
 >()("@switchboard/core/Backplane") {}
 
 /**
+ * The local half of a backplane, for writing one: the subscribers of each
+ * topic on this instance and the synchronous delivery to them, with hooks
+ * for a topic's first subscriber (subscribe on the wire; its failure fails
+ * the subscription) and its last (unsubscribe). `deliver` calls the
+ * subscribers of `envelope.topic` in subscription order.
+ *
+ * @example
+ * ```ts
+ * import { Backplane } from "@switchboard/core"
+ * import { Effect } from "effect"
+ *
+ * const local = Backplane.makeLocal({
+ *   onFirst: (topic) => Effect.log(`first subscriber of ${topic}`),
+ *   onLast: (topic) => Effect.log(`no subscriber of ${topic} left`)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeLocal = (hooks?: LocalHooks): Local => Topics.make(hooks)
+
+/**
+ * The local half of a backplane (see `makeLocal`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Local = Topics.Topics
+
+/**
+ * What a backplane does when a topic gets its first local subscriber and
+ * loses its last (see `makeLocal`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type LocalHooks = Topics.Hooks
+
+/**
  * A backplane within one process: `publish` calls the topic's subscribers
  * synchronously, in subscription order.
  *

@@ -1,7 +1,9 @@
 /**
  * The local half of every backplane: the subscribers of each topic in this
  * instance, and the synchronous delivery to them. `layerMemory` is this
- * alone; the other backplanes add the wire.
+ * alone; the other backplanes add the wire, and may hook a topic's first
+ * subscriber and its last (Redis subscribes to the topic's channel then,
+ * and unsubscribes).
  */
 import { Effect, type Scope } from "effect"
 import type * as Backplane from "../Backplane.ts"
@@ -12,11 +14,27 @@ export interface Topics {
   readonly subscribe: (
     topic: string,
     onEnvelope: (envelope: Backplane.Envelope) => void
-  ) => Effect.Effect<void, never, Scope.Scope>
+  ) => Effect.Effect<void, Backplane.BackplaneError, Scope.Scope>
+  /** Topics with at least one subscriber here. */
+  readonly topics: () => IterableIterator<string>
 }
 
-export const make = (): Topics => {
+export interface Hooks {
+  /** Runs when `topic` gets its first subscriber; a failure undoes the subscription. */
+  readonly onFirst?: (topic: string) => Effect.Effect<void, Backplane.BackplaneError>
+  /** Runs when `topic` loses its last subscriber. */
+  readonly onLast?: (topic: string) => Effect.Effect<void>
+}
+
+export const make = (hooks: Hooks = {}): Topics => {
   const topics = new Map<string, Set<(envelope: Backplane.Envelope) => void>>()
+  const release = (topic: string, handler: (envelope: Backplane.Envelope) => void) =>
+    Effect.suspend(() => {
+      const handlers = topics.get(topic)
+      if (handlers === undefined || !handlers.delete(handler) || handlers.size > 0) return Effect.void
+      topics.delete(topic)
+      return hooks.onLast === undefined ? Effect.void : hooks.onLast(topic)
+    })
   return {
     deliver: (envelope) => {
       const handlers = topics.get(envelope.topic)
@@ -24,21 +42,20 @@ export const make = (): Topics => {
       for (const handler of handlers) handler(envelope)
     },
     subscribe: (topic, onEnvelope) =>
-      Effect.acquireRelease(
-        Effect.sync(() => {
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function* () {
           // a wrapper per subscription, so the same function can subscribe twice
           const handler = (envelope: Backplane.Envelope) => onEnvelope(envelope)
           let handlers = topics.get(topic)
+          const first = handlers === undefined
           if (handlers === undefined) topics.set(topic, (handlers = new Set()))
           handlers.add(handler)
-          return handler
-        }),
-        (handler) =>
-          Effect.sync(() => {
-            const handlers = topics.get(topic)
-            handlers?.delete(handler)
-            if (handlers?.size === 0) topics.delete(topic)
-          })
-      ).pipe(Effect.asVoid)
+          if (first && hooks.onFirst !== undefined) {
+            yield* restore(hooks.onFirst(topic)).pipe(Effect.onError(() => release(topic, handler)))
+          }
+          yield* Effect.addFinalizer(() => release(topic, handler))
+        })
+      ),
+    topics: () => topics.keys()
   }
 }
