@@ -9,7 +9,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import { freePort, LOOPBACK, waitForPort } from "./net.ts"
-import { pollUntil } from "./poll.ts"
+import { pollUntil, within } from "./poll.ts"
 
 /** How a child process ended. */
 export interface Exit {
@@ -91,15 +91,6 @@ const guard = (child: ChildProcess) => {
     for (const each of running) each.kill("SIGKILL")
   })
 }
-
-const within = (promise: Promise<unknown>, ms: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms)
-    void promise.then(() => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-  })
 
 const readLog = (path: string): string => {
   try {

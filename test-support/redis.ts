@@ -17,7 +17,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Tls from "node:tls"
 import { freePort, LOOPBACK, waitForPort } from "./net.ts"
-import { pollUntil, sleep } from "./poll.ts"
+import { pollUntil, sleep, within } from "./poll.ts"
 
 export interface RedisServerOptions {
   /** Require this password for the default user (`requirepass`). */
@@ -267,15 +267,6 @@ const spawnServer = (args: ReadonlyArray<string>): Run => {
     output: () => [...lines, partial, ...ending].filter((line) => line !== "").join("\n")
   }
 }
-
-const within = (promise: Promise<unknown>, ms: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms)
-    void promise.then(() => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-  })
 
 /** Ends a run: `signal`, then SIGKILL if it has not exited within the grace period. */
 const end = async (run: Run, signal: NodeJS.Signals) => {
