@@ -34,11 +34,13 @@
  *
  * @since 0.1.0
  */
-import type { ConnectionOptions } from "node:tls"
 import { Backplane } from "@switchboard/core"
-import { Config, Duration, Effect, Layer, Metric, Option, Redacted, type Scope } from "effect"
-import { createClient } from "redis"
+import { Config, Effect, Layer, Metric, type Scope } from "effect"
 import * as Codec from "./internal/codec.ts"
+import * as Connection from "./internal/connection.ts"
+import * as RedisClient from "./RedisClient.ts"
+
+const { errorText } = Connection
 
 /**
  * Options of the Redis backplane.
@@ -46,22 +48,11 @@ import * as Codec from "./internal/codec.ts"
  * @since 0.1.0
  * @category models
  */
-export interface Options {
-  /**
-   * `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS
-   * (default `redis://127.0.0.1:6379`). Credentials never appear in logs.
-   */
-  readonly url?: string | Redacted.Redacted<string>
+export interface Options extends RedisClient.Options {
   /** Prefix of every channel name, so that several apps can share a Redis (default `"switchboard:"`). */
   readonly prefix?: string
-  /** TLS options for a `rediss://` URL: a private CA, a client certificate, the server name. */
-  readonly tls?: Pick<ConnectionOptions, "ca" | "cert" | "key" | "servername" | "rejectUnauthorized">
-  /** How long the layer waits for Redis when it starts before it fails (default 10 s). */
-  readonly connectTimeout?: Duration.Input
   /** Publishes that may wait for Redis's reply before a publish waits (default 4,096). */
   readonly maxInFlight?: number
-  /** How often an idle connection is pinged, so that a dead one is noticed (default 5 s). */
-  readonly pingInterval?: Duration.Input
 }
 
 /**
@@ -108,60 +99,20 @@ export const malformedTotal = Metric.counter("switchboard_backplane_redis_malfor
 const fail = (message: string, cause?: unknown) =>
   new Backplane.BackplaneError({ message: `RedisBackplane: ${message}`, cause })
 
-const errorText = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
-
-const millis = (input: Duration.Input | undefined, fallback: number, name: string) =>
-  Effect.suspend(() => {
-    if (input === undefined) return Effect.succeed(fallback)
-    const duration = Duration.fromInput(input)
-    const ms = Option.isSome(duration) ? Duration.toMillis(duration.value) : Number.NaN
-    return ms > 0 && Number.isFinite(ms) ? Effect.succeed(ms) : Effect.fail(fail(`${name}: not a positive duration`))
-  })
-
-interface Settings {
-  readonly url: string
-  /** The URL without credentials, for logs and errors. */
-  readonly where: string
+interface Settings extends Connection.Settings {
   readonly prefix: string
-  readonly tls: Options["tls"]
-  readonly connectTimeout: number
   readonly maxInFlight: number
-  readonly pingInterval: number
 }
 
 const resolve = (options: Options): Effect.Effect<Settings, Backplane.BackplaneError> =>
   Effect.gen(function* () {
-    const raw = options.url === undefined ? "redis://127.0.0.1:6379" : options.url
-    const url = Redacted.isRedacted(raw) ? Redacted.value(raw) : raw
-    let parsed: URL
-    try {
-      parsed = new URL(url)
-    } catch {
-      return yield* Effect.fail(fail("url: not a URL (redis://host:port or rediss://host:port)"))
-    }
-    if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") {
-      return yield* Effect.fail(fail(`url: ${parsed.protocol} is not redis: or rediss:`))
-    }
-    if (options.tls !== undefined && parsed.protocol !== "rediss:") {
-      return yield* Effect.fail(fail("tls: TLS options need a rediss:// URL"))
-    }
     const maxInFlight = options.maxInFlight ?? 4096
     if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
       return yield* Effect.fail(fail(`maxInFlight: must be a positive integer, got ${maxInFlight}`))
     }
-    return {
-      url,
-      where: `${parsed.protocol}//${parsed.host}`,
-      prefix: options.prefix ?? "switchboard:",
-      tls: options.tls,
-      connectTimeout: yield* millis(options.connectTimeout, 10_000, "connectTimeout"),
-      maxInFlight,
-      pingInterval: yield* millis(options.pingInterval, 5_000, "pingInterval")
-    }
+    const settings = yield* Connection.resolve(options, fail)
+    return { ...settings, prefix: options.prefix ?? "switchboard:", maxInFlight }
   })
-
-/** 100 ms doubling to 5 s, with up to 100 ms of jitter so that nodes do not reconnect in step. */
-const backoff = (retries: number): number => Math.min(100 * 2 ** retries, 5_000) + Math.floor(Math.random() * 100)
 
 /**
  * Makes the backplane; its connections end with the scope.
@@ -181,27 +132,14 @@ export const make = (
 
     const [pub, sub] = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const made = createClient({
-          url: settings.url,
-          disableOfflineQueue: true,
-          pingInterval: settings.pingInterval,
-          socket: {
-            reconnectStrategy: backoff,
-            connectTimeout: settings.connectTimeout,
-            ...(settings.tls === undefined ? {} : { tls: true as const, ...settings.tls })
-          }
-        })
+        const made = Connection.create(settings)
         return [made, made.duplicate()] as const
       }),
       ([pub, sub]) =>
-        Effect.promise(async () => {
+        Effect.promise(() => {
           closing = true
           sub.destroy()
-          if (!pub.isReady) return pub.destroy()
-          // a graceful close sends what is in flight; it may never end on a connection that just died
-          const timer = setTimeout(() => pub.destroy(), 2_000)
-          await pub.close().catch(() => pub.destroy())
-          clearTimeout(timer)
+          return Connection.close(pub)
         })
     )
 
@@ -330,15 +268,7 @@ export const make = (
           )
     )
 
-    yield* Effect.tryPromise({
-      try: () => Promise.all([pub.connect(), sub.connect()]),
-      catch: (cause) => fail(`could not reach ${settings.where}: ${errorText(cause)}`, cause)
-    }).pipe(
-      Effect.timeoutOrElse({
-        duration: settings.connectTimeout,
-        orElse: () => Effect.fail(fail(`could not reach ${settings.where} within ${settings.connectTimeout} ms`))
-      })
-    )
+    yield* Connection.connect([pub, sub], settings, fail)
     started = true
     yield* Metric.update(connected, 1)
 
@@ -401,7 +331,7 @@ export const layerConfig = (
   Layer.unwrap(
     Effect.map(
       Config.all({
-        url: Config.Redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make("redis://127.0.0.1:6379"))),
+        url: RedisClient.url,
         prefix: Config.String("REDIS_PREFIX").pipe(Config.withDefault("switchboard:"))
       }),
       ({ url, prefix }) => layer({ ...options, url, prefix })

@@ -8,3 +8,6 @@
 
 /** @since 0.1.0 */
 export * as RedisBackplane from "./RedisBackplane.ts"
+
+/** @since 0.1.0 */
+export * as RedisClient from "./RedisClient.ts"

@@ -1,0 +1,110 @@
+/**
+ * What the Redis parts share about a connection: reading the options, making
+ * a node-redis client with the reconnection policy, connecting within the
+ * connect timeout, and closing without hanging on a dead server.
+ *
+ * @internal
+ */
+import { Duration, Effect, Option, Redacted } from "effect"
+import { createClient } from "redis"
+import type { Options } from "../RedisClient.ts"
+
+export interface Settings {
+  readonly url: string
+  /** The URL without credentials, for logs and errors. */
+  readonly where: string
+  readonly tls: Options["tls"]
+  readonly connectTimeout: number
+  readonly pingInterval: number
+}
+
+export const defaultUrl = "redis://127.0.0.1:6379"
+export const defaultRedacted = Redacted.make(defaultUrl)
+
+export const errorText = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+const millis = <E>(input: Duration.Input | undefined, fallback: number, name: string, fail: (message: string) => E) =>
+  Effect.suspend(() => {
+    if (input === undefined) return Effect.succeed(fallback)
+    const duration = Duration.fromInput(input)
+    const ms = Option.isSome(duration) ? Duration.toMillis(duration.value) : Number.NaN
+    return ms > 0 && Number.isFinite(ms) ? Effect.succeed(ms) : Effect.fail(fail(`${name}: not a positive duration`))
+  })
+
+/** Checks the options; `fail` makes the caller's error from a message. */
+export const resolve = <E>(options: Options, fail: (message: string) => E): Effect.Effect<Settings, E> =>
+  Effect.gen(function* () {
+    const raw = options.url === undefined ? defaultUrl : options.url
+    const url = Redacted.isRedacted(raw) ? Redacted.value(raw) : raw
+    let parsed: URL
+    try {
+      parsed = new URL(url)
+    } catch {
+      return yield* Effect.fail(fail("url: not a URL (redis://host:port or rediss://host:port)"))
+    }
+    if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") {
+      return yield* Effect.fail(fail(`url: ${parsed.protocol} is not redis: or rediss:`))
+    }
+    if (options.tls !== undefined && parsed.protocol !== "rediss:") {
+      return yield* Effect.fail(fail("tls: TLS options need a rediss:// URL"))
+    }
+    return {
+      url,
+      where: `${parsed.protocol}//${parsed.host}`,
+      tls: options.tls,
+      connectTimeout: yield* millis(options.connectTimeout, 10_000, "connectTimeout", fail),
+      pingInterval: yield* millis(options.pingInterval, 5_000, "pingInterval", fail)
+    }
+  })
+
+/** 100 ms doubling to 5 s, with up to 100 ms of jitter so that nodes do not reconnect in step. */
+export const backoff = (retries: number): number =>
+  Math.min(100 * 2 ** retries, 5_000) + Math.floor(Math.random() * 100)
+
+/**
+ * A client, not yet connected. Commands fail at once while it is not ready
+ * (no offline queue: a command queued during an outage would run long after
+ * anyone waited for it).
+ */
+export const create = (settings: Settings) =>
+  createClient({
+    url: settings.url,
+    disableOfflineQueue: true,
+    pingInterval: settings.pingInterval,
+    socket: {
+      reconnectStrategy: backoff,
+      connectTimeout: settings.connectTimeout,
+      ...(settings.tls === undefined ? {} : { tls: true as const, ...settings.tls })
+    }
+  })
+
+export type Client = ReturnType<typeof create>
+
+/** Connects the clients, or fails when Redis does not answer within the connect timeout. */
+export const connect = <E>(
+  clients: ReadonlyArray<Client>,
+  settings: Settings,
+  fail: (message: string, cause?: unknown) => E
+): Effect.Effect<void, E> =>
+  Effect.tryPromise({
+    try: () => Promise.all(clients.map((client) => client.connect())),
+    catch: (cause) => fail(`could not reach ${settings.where}: ${errorText(cause)}`, cause)
+  }).pipe(
+    Effect.timeoutOrElse({
+      duration: settings.connectTimeout,
+      orElse: () => Effect.fail(fail(`could not reach ${settings.where} within ${settings.connectTimeout} ms`))
+    }),
+    Effect.asVoid
+  )
+
+/**
+ * Closes a client: gracefully when it is up (what is in flight is sent), at
+ * once when it is not, and at once after 2 s in any case (a graceful close
+ * may never end on a connection that just died).
+ */
+export const close = async (client: Client): Promise<void> => {
+  if (!client.isReady) return client.destroy()
+  const timer = setTimeout(() => client.destroy(), 2_000)
+  await client.close().catch(() => client.destroy())
+  clearTimeout(timer)
+}
