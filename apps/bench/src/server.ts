@@ -5,10 +5,14 @@
  * - `/broadcast`: every message from any client goes to every client on
  *   `/broadcast`, the sender included, through the hub.
  *
- *   PORT=9001 HOST=127.0.0.1 [REACTORS=2] node apps/bench/src/server.ts
+ *   PORT=9001 HOST=127.0.0.1 [REACTORS=2] [BACKPLANE=redis REDIS_URL=…] node apps/bench/src/server.ts
+ *
+ * BACKPLANE=redis (default memory) carries `/broadcast` over the Redis at
+ * REDIS_URL, so that clients of several servers share it.
  */
 import { Behavior, Hub } from "@switchboard/core"
 import { NodeReactors, NodeServer } from "@switchboard/node"
+import { RedisBackplane } from "@switchboard/redis"
 import { Config, Effect, Layer } from "effect"
 
 const Echo = Behavior.make({
@@ -32,9 +36,13 @@ const Server = Layer.unwrap(
   Effect.gen(function* () {
     const port = yield* Config.Port("PORT").pipe(Config.withDefault(9001))
     const host = yield* Config.String("HOST").pipe(Config.withDefault("127.0.0.1"))
-    return NodeServer.layer({ port, host, routes: { "/echo": Echo, "/broadcast": Broadcast } })
+    const backplane = yield* Config.Literals(["memory", "redis"], "BACKPLANE").pipe(Config.withDefault("memory"))
+    return NodeServer.layer({ port, host, routes: { "/echo": Echo, "/broadcast": Broadcast } }).pipe(
+      Layer.provide(Hub.layer()),
+      Layer.provide(backplane === "redis" ? RedisBackplane.layerConfig() : NodeReactors.layerBackplane)
+    )
   })
-).pipe(Layer.provide(Hub.layer()), Layer.provide(NodeReactors.layerBackplane))
+)
 
 // REACTORS (default 1): that many reactor threads on PORT, broadcasts crossing between them
 NodeReactors.runMain(Server)

@@ -20,7 +20,8 @@
  * share (a member's nick and id) are charged once per entry, so the charge
  * errs high: filled to its budget, the history measured 40–60% of it in heap.
  *
- * One process: a backplane spans processes, this history does not.
+ * One process: a backplane spans processes, this history does not; with
+ * BACKPLANE=redis the chat keeps its history in Redis instead (`RedisHistory.ts`).
  *
  * @since 0.1.0
  */

@@ -22,13 +22,21 @@
  * events cross between them, and a room's member list shows the people on
  * every reactor; each reactor keeps its own history and its own pool of
  * WORKERS threads.
+ *
+ * BACKPLANE=redis (default memory) spans servers: rooms, presence and the
+ * history go through the Redis at REDIS_URL (`RedisHistory.ts`), so several
+ * servers, on one machine or many, serve the same rooms. Each process (each
+ * reactor thread, with REACTORS) is then one node on that Redis.
+ * PRESENCE_TIMEOUT (5 s) is how long a silent server's members stay listed.
  */
 import { readFileSync } from "node:fs"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { Behavior, type Connection, Hub, Job, type JobError, type RateLimit, WorkerPool } from "@switchboard/core"
 import { NodeReactors, NodeServer, NodeWorkerPool } from "@switchboard/node"
-import { Cause, Config, Effect, Exit, Layer, Schema } from "effect"
+import { RedisBackplane, RedisClient } from "@switchboard/redis"
+import { Cause, Config, Duration, Effect, Exit, Layer, Redacted, Schema } from "effect"
 import * as History from "./History.ts"
+import * as RedisHistory from "./RedisHistory.ts"
 import * as Sanitize from "./Sanitize.ts"
 import * as Search from "./Search.ts"
 
@@ -228,15 +236,20 @@ const ChatServer = Layer.unwrap(
     const host = yield* Config.String("HOST").pipe(Config.withDefault("127.0.0.1"))
     const rateLimit = yield* count("RATE_LIMIT", 20)
     const workers = yield* count("WORKERS", NodeWorkerPool.defaultSize())
+    const backplane = yield* Config.Literals(["memory", "redis"], "BACKPLANE").pipe(Config.withDefault("memory"))
+    const presenceTimeout = yield* Config.Duration("PRESENCE_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5)))
     const history: History.Options = {
       maxRooms: yield* count("HISTORY_ROOMS", History.defaults.maxRooms),
       perRoom: yield* count("HISTORY_MESSAGES", History.defaults.perRoom),
       maxBytes: yield* bytes("HISTORY_BYTES", History.defaults.maxBytes)
     }
+    // with Redis, rooms, presence and history are shared by every server on it
+    const redis = backplane === "redis" ? { url: yield* RedisClient.url } : undefined
+    const where = redis === undefined ? "" : `; rooms shared over ${redactedHost(redis.url)}`
     yield* Effect.logInfo(
       `chat: open http://${host}:${port}/ (history: ${history.maxRooms} rooms, ` +
         `${history.perRoom} messages each, ${history.maxBytes} bytes; rate limit ${rateLimit || "off"}/s; ` +
-        `${workers === 0 ? "search inline" : `search on ${workers} worker thread${workers === 1 ? "" : "s"}`})`
+        `${workers === 0 ? "search inline" : `search on ${workers} worker thread${workers === 1 ? "" : "s"}`}${where})`
     )
     return NodeServer.layer({
       port,
@@ -245,7 +258,7 @@ const ChatServer = Layer.unwrap(
       maxConnectionsPerIp: yield* count("MAX_CONNECTIONS_PER_IP", 64),
       onRequest: servePage
     }).pipe(
-      Layer.provide(History.layer(history)),
+      Layer.provide(redis === undefined ? History.layer(history) : RedisHistory.layer({ ...history, url: redis.url })),
       // the pool outlives the server: connections close (cancelling their searches) before it shuts down.
       // Each queued search holds a history snapshot: a short queue, and a short timeout
       Layer.provide(
@@ -257,10 +270,30 @@ const ChatServer = Layer.unwrap(
           queueCapacity: 64,
           timeout: "10 seconds"
         })
-      )
+      ),
+      // heartbeats every second, or twice per timeout when it is shorter than 2 s
+      Layer.provide(
+        Hub.layer({
+          presence: {
+            timeout: presenceTimeout,
+            heartbeat: Duration.min(Duration.seconds(1), Duration.divideUnsafe(presenceTimeout, 2))
+          }
+        })
+      ),
+      Layer.provide(redis === undefined ? NodeReactors.layerBackplane : RedisBackplane.layer({ url: redis.url }))
     )
   })
-).pipe(Layer.provide(Hub.layer()), Layer.provide(NodeReactors.layerBackplane))
+)
+
+/** The host and port of a Redis URL, never its credentials. */
+const redactedHost = (url: Redacted.Redacted<string>) => {
+  try {
+    const parsed = new URL(Redacted.value(url))
+    return `${parsed.protocol}//${parsed.host}`
+  } catch {
+    return "Redis"
+  }
+}
 
 // REACTORS (default 1): with more, this module runs once per reactor thread, all on PORT
 NodeReactors.runMain(ChatServer)

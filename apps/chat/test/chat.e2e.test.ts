@@ -3,34 +3,16 @@
  * server (Debian's chromium driven by playwright-core), and one searches
  * its room's history.
  */
-import { existsSync } from "node:fs"
-import { type Browser, chromium, type Page } from "playwright-core"
+import type { Browser, Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type ChatServer, startChat } from "./support.ts"
-
-const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
+import { type ChatServer, joinAt, launchChromium, members, messages, notices, say, startChat } from "./support.ts"
 
 let server: ChatServer
 let browser: Browser
 
 beforeAll(async () => {
-  if (!existsSync(executablePath)) {
-    throw new Error(`no Chromium at ${executablePath}: .ci/run installs Debian's chromium (or set CHROMIUM_PATH)`)
-  }
   server = await startChat()
-  browser = await chromium.launch({
-    executablePath,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync"
-    ]
-  })
+  browser = await launchChromium()
 })
 
 afterAll(async () => {
@@ -38,21 +20,7 @@ afterAll(async () => {
   await server?.stop()
 })
 
-const join = async (page: Page, nick: string, room: string) => {
-  await page.goto(server.url)
-  await page.fill("#nick", nick)
-  await page.fill("#room", room)
-  await page.click("#join")
-  await page.waitForSelector("#chat:not([hidden])")
-}
-
-const say = async (page: Page, text: string) => {
-  await page.fill("#text", text)
-  await page.click("#send")
-}
-
-const messages = (page: Page) => page.locator("#messages .msg").allInnerTexts()
-const members = (page: Page) => page.locator("#members li").allInnerTexts()
+const join = (page: Page, nick: string, room: string) => joinAt(page, server.url, nick, room)
 
 describe("chat in two browsers", () => {
   it("lets two people join a room, see each other, and exchange messages", async () => {
@@ -63,7 +31,7 @@ describe("chat in two browsers", () => {
 
     await expect.poll(() => members(ada)).toEqual(["ada", "bob"])
     await expect.poll(() => members(bob)).toEqual(["ada", "bob"])
-    await expect.poll(() => ada.locator("#messages .notice").allInnerTexts()).toContain("bob joined")
+    await expect.poll(() => notices(ada)).toContain("bob joined")
 
     await say(bob, "hello ada")
     await expect
@@ -75,7 +43,7 @@ describe("chat in two browsers", () => {
 
     await bob.close()
     await expect.poll(() => members(ada)).toEqual(["ada"])
-    await expect.poll(() => ada.locator("#messages .notice").allInnerTexts()).toContain("bob left")
+    await expect.poll(() => notices(ada)).toContain("bob left")
     await ada.close()
   })
 
