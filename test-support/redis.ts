@@ -34,6 +34,8 @@ export interface RedisServer {
   readonly host: string
   /** `redis://` or `rediss://` URL, without credentials. */
   readonly url: string
+  /** The pid of the running server process (a restart makes a new one); undefined while it is down. */
+  readonly pid: () => number | undefined
   /** The CA certificate (PEM) that signed the server's certificate, when `tls`. */
   readonly ca: string | undefined
   /** Stops the server (SIGTERM, then SIGKILL after 2 s); resolves once the process exited. Idempotent. */
@@ -469,6 +471,7 @@ export const startRedisServer = async (options: RedisServerOptions = {}): Promis
     host: LOOPBACK,
     url: `${tls ? "rediss" : "redis"}://${LOOPBACK}:${port}`,
     ca: certificates?.ca,
+    pid: () => current?.child.pid,
     stop,
     kill,
     restart,

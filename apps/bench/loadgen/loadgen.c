@@ -7,12 +7,14 @@
  *   loadgen echo      --port P [--path /echo] [--conns 100] [--inflight 16] [--size 32]
  *                     [--seconds 10] [--warmup 2]
  *   loadgen broadcast --port P [--path /broadcast] [--subs 1000] [--pubs 1] [--size 64]
- *                     [--rate 0] [--window 32] [--seconds 10] [--warmup 2]
+ *                     [--rate 0] [--window 32] [--seconds 10] [--warmup 2] [--port2 P2]
  *   loadgen handshake --port P [--path /echo] [--seconds 10] [--warmup 1] [--concurrency 50]
  *                     [--close frame|fin]
  *   loadgen idle      --port P [--path /echo] [--conns 10000] [--hold 5]
  *
- * Always connects to 127.0.0.1. Prints ONE line of JSON on stdout; progress
+ * Always connects to 127.0.0.1. With --port2, every second connection (odd
+ * index: the first publisher stays on --port) goes to that port instead, for
+ * two servers that share one broadcast through a backplane. Prints ONE line of JSON on stdout; progress
  * lines on stderr ("phase measure", "phase end"; idle: "ready <n>" once all are
  * open, "phase closing" when the hold ends) so that a runner can sample the
  * server exactly over the measured window.
@@ -93,7 +95,7 @@ typedef struct conn {
 } conn_t;
 
 static struct {
-  int mode, port, conns, inflight, size, subs, pubs, window, concurrency, batch, close_fin;
+  int mode, port, port2, conns, inflight, size, subs, pubs, window, concurrency, batch, close_fin;
   double seconds, warmup, rate, hold, setup_timeout;
   const char *path;
 } cfg;
@@ -123,7 +125,7 @@ static int64_t g_now;
 static uint8_t *rbuf;
 static conn_t *conns;
 static int nconns;
-static struct sockaddr_in srv;
+static struct sockaddr_in srv, srv2;
 static char upgrade_req[512];
 static size_t upgrade_len;
 static uint8_t payload_tpl[MAX_SIZE];
@@ -334,7 +336,8 @@ static void start_connect(conn_t *c) {
   c->frag_active = c->sent_close = c->got_close = 0;
   c->t_start = g_now;
   c->state = ST_CONNECTING;
-  if (connect(fd, (struct sockaddr *)&srv, sizeof srv) < 0 && errno != EINPROGRESS) {
+  const struct sockaddr_in *to = cfg.port2 > 0 && c->idx % 2 == 1 ? &srv2 : &srv;
+  if (connect(fd, (const struct sockaddr *)to, sizeof *to) < 0 && errno != EINPROGRESS) {
     conn_error(c, "connect: %s", strerror(errno));
     return;
   }
@@ -942,7 +945,7 @@ static void usage(void) {
   fprintf(stderr,
           "usage: loadgen echo|broadcast|handshake|idle --port P [--path /p] [--conns N] [--inflight N]\n"
           "         [--size B] [--seconds S] [--warmup S] [--subs N] [--pubs N] [--rate R] [--window K]\n"
-          "         [--concurrency N] [--close frame|fin] [--hold S] [--batch N] [--setup-timeout S]\n");
+          "         [--concurrency N] [--close frame|fin] [--hold S] [--batch N] [--setup-timeout S] [--port2 P]\n");
   exit(2);
 }
 
@@ -974,6 +977,7 @@ int main(int argc, char **argv) {
     if (i + 1 >= argc) usage();
     const char *v = argv[++i];
     if (!strcmp(k, "--port")) cfg.port = atoi(v);
+    else if (!strcmp(k, "--port2")) cfg.port2 = atoi(v);
     else if (!strcmp(k, "--path")) cfg.path = v;
     else if (!strcmp(k, "--conns")) cfg.conns = atoi(v);
     else if (!strcmp(k, "--inflight")) cfg.inflight = atoi(v);
@@ -995,6 +999,7 @@ int main(int argc, char **argv) {
     } else usage();
   }
   if (cfg.port <= 0 || cfg.port > 65535) fail("--port is required (1..65535)");
+  if (cfg.port2 < 0 || cfg.port2 > 65535) fail("--port2 must be 1..65535");
   if (cfg.path[0] != '/' || strlen(cfg.path) > 200 || strpbrk(cfg.path, " \r\n")) fail("--path must be like /echo");
   if (cfg.size < 24 || cfg.size > MAX_SIZE) fail("--size must be 24..%d (the payload carries a timestamp, a sequence and a publisher id)", MAX_SIZE);
   if (cfg.seconds <= 0 || cfg.seconds > 600 || cfg.warmup < 0 || cfg.warmup > 600) fail("--seconds/--warmup out of range");
@@ -1014,6 +1019,8 @@ int main(int argc, char **argv) {
   srv.sin_family = AF_INET;
   srv.sin_port = htons((uint16_t)cfg.port);
   srv.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  srv2 = srv;
+  srv2.sin_port = htons((uint16_t)cfg.port2);
   upgrade_len = (size_t)snprintf(upgrade_req, sizeof upgrade_req,
                                  "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",

@@ -5,14 +5,16 @@
  * check of a load generator result, and writing a Markdown section into
  * docs/benchmarks.md the way the repository's formatter (Biome) prints it.
  *
- * Used by `run.ts` (Switchboard against plain ws) and `scaling.ts` (one
- * reactor against several).
+ * Used by `run.ts` (Switchboard against plain ws), `scaling.ts` (one
+ * reactor against several) and `backplane.ts` (one server against two over
+ * Redis).
  */
 import { execFileSync, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { commandWorks } from "../../../test-support/process.ts"
+import { freePort, LOOPBACK } from "../../../test-support/net.ts"
+import { commandWorks, logTail, type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
 import { clockTicks } from "./proc.ts"
 
 export const benchDir = Path.resolve(import.meta.dirname, "..")
@@ -50,6 +52,32 @@ export const ensureLoadgen = (): void => {
   }
 }
 
+/** What `--quick` and `--write PATH` asked for (a relative path is resolved against the repository root). */
+export interface RunArgs {
+  readonly quick: boolean
+  readonly write: string | undefined
+}
+
+/** Reads `[--quick] [--write PATH]`; `--help` prints `usage` and exits, anything else fails. */
+export const parseRunArgs = (argv: ReadonlyArray<string>, usage: string): RunArgs => {
+  let quick = false
+  let write: string | undefined
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (arg === "--") continue
+    if (arg === "--quick") quick = true
+    else if (arg === "--write") {
+      const value = argv[++i]
+      if (value === undefined) fail("--write takes a path, e.g. docs/benchmarks.md")
+      else write = Path.resolve(repoRoot, value)
+    } else if (arg === "--help" || arg === "-h") {
+      process.stdout.write(`usage: ${usage}\n`)
+      process.exit(0)
+    } else fail(`unknown argument ${arg}`)
+  }
+  return { quick, write }
+}
+
 export const cpuCount = Os.availableParallelism()
 /** Whether processes can be pinned to CPUs (two or more, and `taskset`). */
 export const canPin = cpuCount >= 2 && commandWorks("taskset", ["-V"])
@@ -85,6 +113,57 @@ export const readProc = (pid: number): ProcSample | undefined => {
 export const cpuPercent = (from: ProcSample | undefined, to: ProcSample | undefined): number | undefined => {
   if (from === undefined || to === undefined || to.at <= from.at) return undefined
   return (((to.ticks - from.ticks) / clockTicks) * 100_000) / (to.at - from.at)
+}
+
+// ---------------------------------------------------------------------------
+// servers under test
+
+export interface BenchServerOptions {
+  readonly script: string
+  readonly env: Readonly<Record<string, string>>
+  /** The line that says it listens; its first group is the port. */
+  readonly ready: RegExp
+  readonly label: string
+  /** Where its output goes (under `logDir`). */
+  readonly logFile: string
+}
+
+/** Starts a server on a free loopback port, its output into `logFile`. */
+export const startBenchServer = async (options: BenchServerOptions): Promise<NodeProcess> => {
+  Fs.mkdirSync(Path.dirname(options.logFile), { recursive: true })
+  const port = await freePort()
+  return startNodeProcess(
+    options.script,
+    { ...options.env, PORT: String(port), HOST: LOOPBACK },
+    { cwd: repoRoot, readyWhen: options.ready, logFile: options.logFile, timeoutMs: 30_000, name: options.label }
+  )
+}
+
+/**
+ * Stops a server with SIGTERM and adds to `problems` what went wrong: it
+ * exited by itself, it did not exit within 10 s, it logged errors or warnings.
+ */
+export const stopBenchServer = async (
+  server: NodeProcess,
+  options: Pick<BenchServerOptions, "label" | "logFile">,
+  problems: Array<string>
+): Promise<void> => {
+  const exited = server.exitStatus()
+  if (exited !== undefined) {
+    problems.push(
+      `${options.label} exited by itself during the run (code ${exited.code}, signal ${exited.signal}); log tail:\n${logTail(options.logFile)}`
+    )
+    return
+  }
+  if ((await server.stop({ graceMs: 10_000 })) === "killed") {
+    problems.push(`${options.label} did not exit within 10 s of SIGTERM; killed`)
+  }
+  const bad = Fs.readFileSync(options.logFile, "utf8")
+    .split("\n")
+    .filter((line) => /error|warn|fatal|exception|leak|restarted/i.test(line))
+  if (bad.length > 0) {
+    problems.push(`${options.label} logged ${bad.length} error/warning line(s), first: ${bad[0]?.slice(0, 400)}`)
+  }
 }
 
 // ---------------------------------------------------------------------------

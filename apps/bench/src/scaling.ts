@@ -20,8 +20,7 @@
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { freePort, LOOPBACK } from "../../../test-support/net.ts"
-import { logTail, type NodeProcess, startNodeProcess } from "../../../test-support/process.ts"
+import type { NodeProcess } from "../../../test-support/process.ts"
 import {
   argValue,
   benchDir,
@@ -29,7 +28,6 @@ import {
   consoleTable,
   cpuPercent,
   ensureLoadgen,
-  fail,
   fmt,
   healthProblem,
   type LoadgenResult,
@@ -39,11 +37,14 @@ import {
   mean,
   num,
   type ProcSample,
+  parseRunArgs,
+  type RunArgs,
   readProc,
-  repoRoot,
   requireNode24,
   round,
   runLoadgen,
+  startBenchServer,
+  stopBenchServer,
   writeSection
 } from "./harness.ts"
 import { clockTicks, machineBusyTicks } from "./proc.ts"
@@ -88,30 +89,6 @@ const setups: ReadonlyArray<Setup> = [
     scenarios: ["echo"]
   }
 ]
-
-interface Options {
-  readonly quick: boolean
-  readonly write: string | undefined
-}
-
-const parseArgs = (argv: ReadonlyArray<string>): Options => {
-  let quick = false
-  let write: string | undefined
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]
-    if (arg === "--") continue
-    if (arg === "--quick") quick = true
-    else if (arg === "--write") {
-      const value = argv[++i]
-      if (value === undefined) fail("--write takes a path, e.g. docs/benchmarks.md")
-      else write = Path.resolve(repoRoot, value)
-    } else if (arg === "--help" || arg === "-h") {
-      process.stdout.write("usage: node apps/bench/src/scaling.ts [--quick] [--write docs/benchmarks.md]\n")
-      process.exit(0)
-    } else fail(`unknown argument ${arg}`)
-  }
-  return { quick, write }
-}
 
 interface Plan {
   readonly echo: ReadonlyArray<string>
@@ -194,44 +171,13 @@ interface Measured {
   readonly result: LoadgenResult
 }
 
-const startServer = async (setup: Setup, scenario: ScenarioName): Promise<NodeProcess> => {
-  Fs.mkdirSync(logDir, { recursive: true })
-  const port = await freePort()
-  return startNodeProcess(
-    setup.script,
-    { ...setup.env, PORT: String(port), HOST: LOOPBACK },
-    {
-      cwd: repoRoot,
-      readyWhen: setup.ready,
-      logFile: Path.join(logDir, `scaling-${scenario}-${setup.key}.log`),
-      timeoutMs: 30_000,
-      name: setup.label
-    }
-  )
-}
-
-const logPath = (setup: Setup, scenario: ScenarioName) => Path.join(logDir, `scaling-${scenario}-${setup.key}.log`)
-
-const stopServer = async (server: NodeProcess, setup: Setup, scenario: ScenarioName): Promise<void> => {
-  const exited = server.exitStatus()
-  if (exited !== undefined) {
-    problems.push(
-      `${setup.label} (${scenario}) exited by itself during the run (code ${exited.code}, signal ${exited.signal}); log tail:\n${logTail(logPath(setup, scenario))}`
-    )
-    return
-  }
-  if ((await server.stop({ graceMs: 10_000 })) === "killed") {
-    problems.push(`${setup.label} (${scenario}) did not exit within 10 s of SIGTERM; killed`)
-  }
-  const bad = Fs.readFileSync(logPath(setup, scenario), "utf8")
-    .split("\n")
-    .filter((line) => /error|warn|fatal|exception|leak|restarted/i.test(line))
-  if (bad.length > 0) {
-    problems.push(
-      `${setup.label} (${scenario}) logged ${bad.length} error/warning line(s), first: ${bad[0]?.slice(0, 400)}`
-    )
-  }
-}
+const serverOptions = (setup: Setup, scenario: ScenarioName) => ({
+  script: setup.script,
+  env: setup.env,
+  ready: setup.ready,
+  label: `${setup.label} (${scenario})`,
+  logFile: Path.join(logDir, `scaling-${scenario}-${setup.key}.log`)
+})
 
 const measure = async (server: NodeProcess, setup: Setup, scenario: ScenarioName, plan: Plan): Promise<Measured> => {
   const loadArgs = [...plan[scenario], "--port", String(server.port)]
@@ -378,7 +324,7 @@ const targetLine = (): string => {
 
 // ---------------------------------------------------------------------------
 
-const markdown = (options: Options, info: ReturnType<typeof machine>): string =>
+const markdown = (options: RunArgs, info: ReturnType<typeof machine>): string =>
   [
     "## Scaling: several reactors on one port",
     "",
@@ -410,7 +356,10 @@ const markdown = (options: Options, info: ReturnType<typeof machine>): string =>
   ].join("\n")
 
 const main = async (): Promise<void> => {
-  const options = parseArgs(process.argv.slice(2))
+  const options = parseRunArgs(
+    process.argv.slice(2),
+    "node apps/bench/src/scaling.ts [--quick] [--write docs/benchmarks.md]"
+  )
   requireNode24("apps/bench/src/scaling.ts")
   ensureLoadgen()
   const plan = plans[options.quick ? "quick" : "full"]
@@ -423,13 +372,13 @@ const main = async (): Promise<void> => {
         process.stderr.write(`scaling: ${scenario} on ${setup.label}, round ${roundNo} of ${plan.rounds}\n`)
         let server: NodeProcess | undefined
         try {
-          server = await startServer(setup, scenario)
+          server = await startBenchServer(serverOptions(setup, scenario))
           const measured = await measure(server, setup, scenario, plan)
           byKey.set(setup.key, [...(byKey.get(setup.key) ?? []), measured])
         } catch (error) {
           problems.push(`${setup.label} (${scenario}): ${error instanceof Error ? error.message : String(error)}`)
         } finally {
-          if (server !== undefined) await stopServer(server, setup, scenario)
+          if (server !== undefined) await stopBenchServer(server, serverOptions(setup, scenario), problems)
         }
       }
     }
