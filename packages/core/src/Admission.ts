@@ -31,6 +31,7 @@ import type * as Handshake from "./Handshake.ts"
 import type * as Reactor from "./Reactor.ts"
 import type { ServerError } from "./ServerError.ts"
 import * as ServerOptions from "./ServerOptions.ts"
+import * as Subprotocol from "./Subprotocol.ts"
 import * as Supervisor from "./Supervisor.ts"
 
 /**
@@ -50,12 +51,15 @@ export type RejectReason =
   | "rejected"
   | "auth_error"
   | "handshake_timeout"
+  | "protocol"
 
 /**
  * Upgrade requests turned away, by `reason`: `shutting_down`, `malformed`,
  * `not_found`, `origin`, `capacity` (maxConnections), `per_ip`
  * (maxConnectionsPerIp), `rejected` (authenticate's HandshakeRejected),
- * `auth_error` (a defect in authenticate) and `handshake_timeout`.
+ * `auth_error` (a defect in authenticate), `handshake_timeout` and
+ * `protocol` (no acceptable subprotocol, or `selectProtocol` failed; a
+ * malformed `Sec-WebSocket-Protocol` counts as `malformed`).
  *
  * @since 0.1.0
  * @category metrics
@@ -144,6 +148,17 @@ export interface Admission<R, K> {
     request: Handshake.UpgradeRequest,
     done: (result: { readonly _tag: "Authenticated"; readonly auth: unknown } | Rejection) => void
   ): () => void
+  /**
+   * Negotiates the subprotocol of an admitted request (`Subprotocol`), from
+   * its `Sec-WebSocket-Protocol` header: the chosen one (`undefined`: none),
+   * or a rejection (400 for a malformed or unacceptable offer, 500 when
+   * `selectProtocol` failed, which is logged). Run it before `authenticate`.
+   */
+  negotiate(
+    route: Reactor.Route<R>,
+    header: string | ReadonlyArray<string> | undefined,
+    request: Handshake.UpgradeRequest
+  ): { readonly _tag: "Chosen"; readonly protocol: string | undefined } | Rejection
   /** Counts a rejection the reactor decided itself (the supervisor stopped accepting, say). */
   reject(reason: RejectReason, status: number, message?: string): Rejection
   readonly handshakes: Handshakes<K>
@@ -305,6 +320,12 @@ export const make = <R, K>(
         const release = acquire(addressKey(address()))
         if (release === undefined) return reject("per_ip", 429, "too many connections from this address")
         return { _tag: "Admitted", route, target, release }
+      },
+      negotiate: (route, header, request) => {
+        const outcome = Subprotocol.negotiate(route.settings.subprotocol, header, request)
+        if (outcome._tag === "Chosen") return outcome
+        if (outcome.cause === "select_failed") run(Effect.logError("selectProtocol failed", Cause.die(outcome.error)))
+        return reject(outcome.cause === "malformed" ? "malformed" : "protocol", outcome.status, outcome.message)
       },
       authenticate: (request, done) => {
         const hook = resolved.authenticate

@@ -11,6 +11,7 @@ import type { ConnectionError } from "./ConnectionError.ts"
 import type * as Keepalive from "./Keepalive.ts"
 import type { Message } from "./Message.ts"
 import type * as RateLimit from "./RateLimit.ts"
+import type * as Subprotocol from "./Subprotocol.ts"
 
 /**
  * The HTTP upgrade request a connection was opened with.
@@ -56,6 +57,8 @@ export interface Connection<in I = never> {
   readonly request: Request
   /** What the server's `authenticate` hook attached to this connection (`undefined` without one). */
   readonly auth: unknown
+  /** The subprotocol chosen in the handshake (`Subprotocol`), or `undefined` for none. */
+  readonly protocol: string | undefined
   /** True until the server sends or receives a close frame, or the socket drops. */
   readonly isOpen: boolean
   /** Bytes written to the socket and not yet sent. */
@@ -95,7 +98,7 @@ export interface Connection<in I = never> {
  * @since 0.1.0
  * @category models
  */
-export interface Options extends Keepalive.Options {
+export interface Options extends Keepalive.Options, Subprotocol.Options {
   /**
    * Messages the mailbox holds before the reactor stops reading from the
    * socket (it resumes when the actor takes the batch). Reading also stops

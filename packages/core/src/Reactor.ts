@@ -30,6 +30,7 @@ import type * as Keepalive from "./Keepalive.ts"
 import type { Message } from "./Message.ts"
 import type { PreparedMessage } from "./PreparedMessage.ts"
 import type * as RateLimit from "./RateLimit.ts"
+import type * as Subprotocol from "./Subprotocol.ts"
 
 /**
  * The outbound half: what an actor needs from the socket it is attached to.
@@ -112,6 +113,7 @@ export interface RouteSettings {
   readonly maxMessageBytes: number
   readonly timers: Keepalive.Resolved
   readonly rateLimit: RateLimit.Resolved | undefined
+  readonly subprotocol: Subprotocol.Resolved
 }
 
 /**

@@ -18,6 +18,7 @@ import type * as Handshake from "./Handshake.ts"
 import { durationMillis, positiveInteger } from "./internal/settings.ts"
 import * as Keepalive from "./Keepalive.ts"
 import * as RateLimit from "./RateLimit.ts"
+import * as Subprotocol from "./Subprotocol.ts"
 import type * as Reactor from "./Reactor.ts"
 import { InvalidOptions, ServerError } from "./ServerError.ts"
 
@@ -115,7 +116,8 @@ export const route = <R>(
       highWaterMark,
       maxMessageBytes,
       timers: Keepalive.resolve(options, Keepalive.resolve(base)),
-      rateLimit: RateLimit.resolve(options?.rateLimit, RateLimit.resolve(base?.rateLimit))
+      rateLimit: RateLimit.resolve(options?.rateLimit, RateLimit.resolve(base?.rateLimit)),
+      subprotocol: Subprotocol.resolve(options, base)
     }
   }
 }

@@ -60,7 +60,12 @@ export interface Supervisor<R> {
   accept(
     route: Reactor.Route<R>,
     transport: Reactor.Transport,
-    info: { readonly request: Handshake.UpgradeRequest; readonly auth?: unknown }
+    info: {
+      readonly request: Handshake.UpgradeRequest
+      readonly auth?: unknown
+      /** The subprotocol negotiated in the handshake (`Admission.negotiate`). */
+      readonly protocol?: string | undefined
+    }
   ): Reactor.Actor
   /** Every open connection. */
   readonly connections: Iterable<Connection.Connection<unknown>>
@@ -186,7 +191,8 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
           route.settings,
           route.behavior as Behavior.Behavior<unknown, unknown>,
           info.request,
-          info.auth
+          info.auth,
+          info.protocol
         )
         actors.add(actor)
         return actor

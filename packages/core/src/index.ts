@@ -46,6 +46,8 @@ export * as ServerError from "./ServerError.ts"
 /** @since 0.1.0 */
 export * as ServerOptions from "./ServerOptions.ts"
 /** @since 0.1.0 */
+export * as Subprotocol from "./Subprotocol.ts"
+/** @since 0.1.0 */
 export * as Supervisor from "./Supervisor.ts"
 /** @since 0.1.0 */
 export * as WorkerPool from "./WorkerPool.ts"

@@ -60,25 +60,37 @@ export const connect = (port: number, path = "/", options?: WebSocket.ClientOpti
       })
   )
 
-/** Sends a raw HTTP request and returns the response's status code (then closes). */
-export const rawStatus = (port: number, request: string): Effect.Effect<number> =>
+/** Sends a raw HTTP request and returns the response's status and headers (lower-cased names), then closes. */
+export const rawHead = (
+  port: number,
+  request: string
+): Effect.Effect<{ readonly status: number; readonly headers: Readonly<Record<string, string>> }> =>
   Effect.promise(
     () =>
-      new Promise<number>((resolve, reject) => {
+      new Promise((resolve, reject) => {
         const socket = Net.connect(port, "127.0.0.1", () => socket.write(request))
         let head = ""
         socket.on("data", (chunk) => {
           head += chunk.toString("latin1")
+          const end = head.indexOf("\r\n\r\n")
           const match = /^HTTP\/1\.1 (\d{3})/.exec(head)
-          if (match) {
-            resolve(Number(match[1]))
-            socket.destroy()
+          if (end < 0 || match === null) return
+          const headers: Record<string, string> = {}
+          for (const line of head.slice(0, end).split("\r\n").slice(1)) {
+            const colon = line.indexOf(":")
+            if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
           }
+          resolve({ status: Number(match[1]), headers })
+          socket.destroy()
         })
         socket.on("error", reject)
-        socket.on("close", () => reject(new Error(`closed without a status line: ${JSON.stringify(head)}`)))
+        socket.on("close", () => reject(new Error(`closed without a response head: ${JSON.stringify(head)}`)))
       })
   )
+
+/** Sends a raw HTTP request and returns the response's status code (then closes). */
+export const rawStatus = (port: number, request: string): Effect.Effect<number> =>
+  Effect.map(rawHead(port, request), (head) => head.status)
 
 /**
  * A raw TCP connection: completes the upgrade and then reads nothing it is

@@ -65,6 +65,8 @@ export interface Options extends Connection.Options {
   readonly remoteAddress?: string
   /** What an `authenticate` hook would have attached (`conn.auth`). */
   readonly auth?: unknown
+  /** The subprotocol the handshake would have chosen (`conn.protocol`). Default: none. */
+  readonly protocol?: string
   /** Whether the client answers the server's close frame. Default true; false simulates a peer that ignores it. */
   readonly answerClose?: boolean
 }
@@ -139,7 +141,8 @@ export const connect = <I, R>(
         headers: options.request?.headers ?? {},
         remoteAddress: options.remoteAddress ?? "127.0.0.1"
       },
-      auth: options.auth
+      auth: options.auth,
+      protocol: options.protocol
     })
     transport.actor = actor
     return makeClient<I>(transport, actor)

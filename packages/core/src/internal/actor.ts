@@ -62,6 +62,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   readonly settings: RouteSettings
   readonly request: Handshake.UpgradeRequest
   readonly auth: unknown
+  readonly protocol: string | undefined
   // the supervisor runs every fiber with the server's services, so R is provided
   readonly handlers: Behavior.Handlers<unknown, unknown, unknown, never>
 
@@ -118,13 +119,15 @@ export class ActorImpl implements Connection.Connection<unknown> {
     settings: RouteSettings,
     behavior: Behavior.Behavior<unknown, unknown>,
     request: Handshake.UpgradeRequest,
-    auth: unknown
+    auth: unknown,
+    protocol: string | undefined
   ) {
     this.host = host
     this.transport = transport
     this.settings = settings
     this.request = request
     this.auth = auth
+    this.protocol = protocol
     this.handlers = handlersOf(behavior) as Behavior.Handlers<unknown, unknown, unknown, never>
     this.lastIn = this.lastMessage = this.lastOut = host.now
     this.bucket = settings.rateLimit === undefined ? undefined : new TokenBucket(settings.rateLimit, host.time())

@@ -96,6 +96,9 @@ export const mount = <R>(
     })
     const { supervisor, handshakes } = admission
     const wss = new Map<Reactor.Route<R>, WebSocketServer>()
+    /** The subprotocol negotiated for each request (`Admission.negotiate`), for ws's `handleProtocols`. */
+    const protocols = new WeakMap<IncomingMessage, string>()
+    const handleProtocols = (_offered: Set<string>, req: IncomingMessage): string | false => protocols.get(req) ?? false
     for (const route of admission.options.routes.values()) {
       wss.set(
         route,
@@ -104,6 +107,8 @@ export const mount = <R>(
           clientTracking: false,
           perMessageDeflate: false,
           maxPayload: route.settings.maxMessageBytes,
+          // never ws's default (the client's first offer): what the route speaks, negotiated in core
+          handleProtocols,
           WebSocket: SwitchboardSocket
         })
       )
@@ -116,15 +121,17 @@ export const mount = <R>(
       socket: Socket,
       head: Buffer,
       request: Handshake.UpgradeRequest,
-      auth: unknown
+      auth: unknown,
+      protocol: string | undefined
     ) => {
       if (socket.destroyed) return
       if (!supervisor.accepting) return refuse(socket, admission.reject("shutting_down", 503, "server shutting down"))
+      if (protocol !== undefined) protocols.set(req, protocol)
       wss.get(route)!.handleUpgrade(req, socket, head, (client) => {
         handshakes.end(socket)
         keptAlive.delete(socket)
         const ws = client as SwitchboardSocket
-        attach(ws, socket, stats, supervisor.accept(route, ws, { request, auth }))
+        attach(ws, socket, stats, supervisor.accept(route, ws, { request, auth, protocol }))
       })
     }
 
@@ -140,7 +147,8 @@ export const mount = <R>(
       req: IncomingMessage,
       socket: Socket,
       head: Buffer,
-      request: Handshake.UpgradeRequest
+      request: Handshake.UpgradeRequest,
+      protocol: string | undefined
     ) => {
       let early: Array<Buffer> | undefined
       let earlyBytes = head.length
@@ -172,7 +180,8 @@ export const mount = <R>(
         }
         if (socket.destroyed) return
         if (result._tag === "Rejected") return refuse(socket, result)
-        upgrade(route, req, socket, early === undefined ? head : Buffer.concat([head, ...early]), request, result.auth)
+        const data = early === undefined ? head : Buffer.concat([head, ...early])
+        upgrade(route, req, socket, data, request, result.auth, protocol)
       })
       // without a hook, or with one that completed at once, it is settled already
       if (!settled && !socket.destroyed) {
@@ -192,10 +201,13 @@ export const mount = <R>(
       // the per-IP slot is held until the TCP socket closes, whatever the upgrade's outcome
       if (verdict.release !== undefined) socket.once("close", verdict.release)
       const request = new UpgradeRequest(verdict.target, req.headers, socket)
+      // before authenticate: a client that speaks nothing the route speaks is not worth a hook's work
+      const negotiated = admission.negotiate(verdict.route, req.headers["sec-websocket-protocol"], request)
+      if (negotiated._tag === "Rejected") return refuse(socket, negotiated)
       // without a hook there is nothing to wait for, nor to watch
       if (admission.options.authenticate === undefined)
-        return upgrade(verdict.route, req, socket, head, request, undefined)
-      authenticate(verdict.route, req, socket, head, request)
+        return upgrade(verdict.route, req, socket, head, request, undefined, negotiated.protocol)
+      authenticate(verdict.route, req, socket, head, request, negotiated.protocol)
     }
 
     // Always listened to, so a plain HTTP request ends its socket's handshake
