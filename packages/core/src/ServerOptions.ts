@@ -18,9 +18,9 @@ import type * as Handshake from "./Handshake.ts"
 import { durationMillis, positiveInteger } from "./internal/settings.ts"
 import * as Keepalive from "./Keepalive.ts"
 import * as RateLimit from "./RateLimit.ts"
-import * as Subprotocol from "./Subprotocol.ts"
 import type * as Reactor from "./Reactor.ts"
 import { InvalidOptions, ServerError } from "./ServerError.ts"
+import * as Subprotocol from "./Subprotocol.ts"
 
 /**
  * A route: a behaviour with settings of its own that override the server's.

@@ -128,7 +128,9 @@ describe("NodeServer subprotocols (real sockets on 127.0.0.1)", () => {
         { requireProtocol: true }
       ]
       for (const settings of bad) {
-        const exit = yield* Effect.exit(Effect.scoped(serve({ ...quiet, routes: { "/x": { behavior: Which, ...settings } } })))
+        const exit = yield* Effect.exit(
+          Effect.scoped(serve({ ...quiet, routes: { "/x": { behavior: Which, ...settings } } }))
+        )
         expect(exit._tag).toBe("Failure")
       }
     })
