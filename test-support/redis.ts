@@ -10,7 +10,7 @@
  * started it: it is killed when it does not become ready, on `stop`, and, as
  * a last resort, when this process exits.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
@@ -18,6 +18,7 @@ import * as Path from "node:path"
 import * as Tls from "node:tls"
 import { freePort, LOOPBACK, waitForPort } from "./net.ts"
 import { pollUntil, sleep, within } from "./poll.ts"
+import { type Certificates, makeCertificates } from "./tls.ts"
 
 export interface RedisServerOptions {
   /** Require this password for the default user (`requirepass`). */
@@ -93,88 +94,6 @@ const makeDirectory = (): string => {
 const removeDirectory = (directory: string) => {
   Fs.rmSync(directory, { recursive: true, force: true })
   directories.delete(directory)
-}
-
-/** The PEM files of a TLS server: kept in memory so that a restart after `stop` can write them again. */
-interface Certificates {
-  readonly ca: string
-  readonly cert: string
-  readonly key: string
-}
-
-/** A private CA and a server certificate it signed for 127.0.0.1 and localhost, valid for a day. */
-const makeCertificates = (directory: string): Certificates => {
-  const file = (name: string) => Path.join(directory, name)
-  const openssl = (args: ReadonlyArray<string>) => {
-    try {
-      execFileSync("openssl", args, { cwd: directory, stdio: ["ignore", "ignore", "pipe"] })
-    } catch (error) {
-      const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? ""
-      throw new Error(`redis-server: openssl ${args[0]} failed: ${(error as Error).message}\n${stderr}`)
-    }
-  }
-  openssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=switchboard test CA",
-    "-keyout",
-    file("ca.key"),
-    "-out",
-    file("ca.crt")
-  ])
-  openssl([
-    "req",
-    "-new",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-subj",
-    "/CN=localhost",
-    "-keyout",
-    file("server.key"),
-    "-out",
-    file("server.csr")
-  ])
-  // a CSR's extensions are not copied by `x509 -req`: they come from this file
-  Fs.writeFileSync(
-    file("server.ext"),
-    [
-      "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      "basicConstraints=critical,CA:FALSE",
-      "keyUsage=critical,digitalSignature,keyEncipherment",
-      "extendedKeyUsage=serverAuth",
-      "subjectKeyIdentifier=hash",
-      "authorityKeyIdentifier=keyid"
-    ].join("\n")
-  )
-  openssl([
-    "x509",
-    "-req",
-    "-in",
-    file("server.csr"),
-    "-CA",
-    file("ca.crt"),
-    "-CAkey",
-    file("ca.key"),
-    "-CAcreateserial",
-    "-days",
-    "1",
-    "-extfile",
-    file("server.ext"),
-    "-out",
-    file("server.crt")
-  ])
-  return {
-    ca: Fs.readFileSync(file("ca.crt"), "utf8"),
-    cert: Fs.readFileSync(file("server.crt"), "utf8"),
-    key: Fs.readFileSync(file("server.key"), "utf8")
-  }
 }
 
 const writeCertificates = (directory: string, certificates: Certificates) => {

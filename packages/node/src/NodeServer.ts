@@ -8,18 +8,21 @@
  * handshakes that take too long, keeps a server it owns alive at its
  * file-descriptor limit, and shuts down gracefully when its scope closes:
  * stop accepting, close every connection with 1001, wait for the close
- * handshakes, terminate the rest.
+ * handshakes, terminate the rest. With `tls` it serves `wss://` (and
+ * `https://` for `onRequest`).
  *
  * @since 0.1.0
  */
 import * as Http from "node:http"
+import * as Https from "node:https"
 import type { AddressInfo } from "node:net"
-import { ServerError, type ServerOptions } from "@switchboard/core"
+import type * as Tls from "node:tls"
+import { ServerError, ServerOptions } from "@switchboard/core"
 import { Context, Effect, Layer } from "effect"
 import { acceptErrorsTotal, guardAccepts, tcpCap } from "./internal/acceptGuard.ts"
 import { openFileLimit, reserveFor } from "./internal/fdLimit.ts"
 import * as ReactorThread from "./internal/reactorThread.ts"
-import { mount } from "./internal/upgrade.ts"
+import { mount, tlsErrorsTotal } from "./internal/upgrade.ts"
 
 export {
   /**
@@ -29,7 +32,16 @@ export {
    * @since 0.1.0
    * @category metrics
    */
-  acceptErrorsTotal
+  acceptErrorsTotal,
+  /**
+   * TLS connections that failed before their TLS handshake completed: a
+   * client that speaks no TLS or rejects the certificate, or a handshake
+   * that took longer than `handshakeTimeout`.
+   *
+   * @since 0.1.0
+   * @category metrics
+   */
+  tlsErrorsTotal
 }
 
 /**
@@ -63,6 +75,15 @@ export interface Options<R> extends MountOptions<R> {
    * `NodeReactors`, false otherwise.
    */
   readonly reusePort?: boolean
+  /**
+   * Serve `wss://` (and `https://` for `onRequest`) with these TLS options
+   * (`key` and `cert`, or `pfx`; `ca`, `passphrase`, `minVersion`, …, as
+   * `node:https` takes them). The TLS handshake is bounded by
+   * `handshakeTimeout` as well (unless `tls.handshakeTimeout` says
+   * otherwise), and the WebSocket upgrade after it again. Default: plain
+   * `ws://`.
+   */
+  readonly tls?: Tls.TlsOptions
 }
 
 /**
@@ -118,7 +139,7 @@ const reactorShare = ReactorThread.current?.reactors ?? 1
  * The server is not started or closed; on scope close every WebSocket
  * connection is closed with 1001 and the listeners are removed.
  */
-const mountScoped = <R>(server: Http.Server, options: MountOptions<R>, owned: boolean) =>
+const mountScoped = <R>(server: Http.Server | Https.Server, options: MountOptions<R>, owned: boolean) =>
   Effect.gen(function* () {
     const mounted = yield* mount(server, options, {
       defaultMaxConnections: Math.max(1, Math.floor(defaultMaxConnections(openFileLimit()) / reactorShare)),
@@ -127,7 +148,7 @@ const mountScoped = <R>(server: Http.Server, options: MountOptions<R>, owned: bo
     return mounted
   })
 
-const listen = (server: Http.Server, port: number, host: string, reusePort: boolean) =>
+const listen = (server: Http.Server | Https.Server, port: number, host: string, reusePort: boolean) =>
   Effect.callback<AddressInfo, ServerError.ServerError>((resume) => {
     const onError = (error: Error) => {
       server.off("listening", onListening)
@@ -146,15 +167,25 @@ const listen = (server: Http.Server, port: number, host: string, reusePort: bool
     server.listen({ port, host, reusePort })
   })
 
-const closeServer = (server: Http.Server) =>
+const closeServer = (server: Http.Server | Https.Server) =>
   Effect.callback<void>((resume) => {
     if (!server.listening) return resume(Effect.void)
     server.close(() => resume(Effect.void))
     server.closeAllConnections()
   })
 
+/** A `node:http` server, or `node:https` with `tls`: its TLS handshake bounded by `handshakeTimeout`. */
+const createServer = <R>(options: Options<R>) =>
+  Effect.gen(function* () {
+    if (options.tls === undefined) return Http.createServer()
+    // the TLS server's own default is 120 s: a client that never finishes the TLS handshake would
+    // hold its socket that long before the WebSocket handshake timeout could start
+    const { handshakeTimeout } = yield* ServerOptions.resolve({ ...options, routes: {} }, 1)
+    return Https.createServer({ handshakeTimeout: handshakeTimeout > 0 ? handshakeTimeout : 120_000, ...options.tls })
+  })
+
 /**
- * A WebSocket server on its own `node:http` server, listening on `port` and
+ * A WebSocket server on its own `node:http` server (`node:https` with `tls`), listening on `port` and
  * `host`. The layer's services `R` are what the routes' behaviours need.
  *
  * @example
@@ -175,7 +206,8 @@ const closeServer = (server: Http.Server) =>
 export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, ServerError.ServerError, R> =>
   Layer.effect(NodeServer)(
     Effect.gen(function* () {
-      const server = Http.createServer()
+      const server = yield* createServer(options)
+      const scheme = options.tls === undefined ? "ws" : "wss"
       const reactor = ReactorThread.current
       const asked = options.port ?? 8080
       // port 0 in a reactor: the port the first reactor got, so that all of them share it
@@ -194,8 +226,8 @@ export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, S
       )
       yield* Effect.logInfo(
         reactor === undefined
-          ? `switchboard listening on ws://${host}:${address.port}`
-          : `switchboard reactor ${reactor.index + 1}/${reactor.reactors} listening on ws://${host}:${address.port}`
+          ? `switchboard listening on ${scheme}://${host}:${address.port}`
+          : `switchboard reactor ${reactor.index + 1}/${reactor.reactors} listening on ${scheme}://${host}:${address.port}`
       )
       ReactorThread.tell({ _tag: "Listening", port: address.port, host, shutdownTimeout })
       return NodeServer.of({
@@ -218,7 +250,7 @@ export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, S
  * @category layers
  */
 export const layerAttached = <R = never>(
-  server: Http.Server,
+  server: Http.Server | Https.Server,
   options: MountOptions<R>
 ): Layer.Layer<NodeServer, ServerError.ServerError, R> =>
   Layer.effect(NodeServer)(

@@ -6,9 +6,11 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http"
 import { STATUS_CODES } from "node:http"
+import type * as Https from "node:https"
 import type { Socket } from "node:net"
+import * as Tls from "node:tls"
 import { Admission, type Handshake, type Reactor, type ServerOptions } from "@switchboard/core"
-import { Effect } from "effect"
+import { Effect, Metric } from "effect"
 import { WebSocketServer } from "ws"
 import { attach, type ReactorStats, SwitchboardSocket } from "./reactor.ts"
 
@@ -59,6 +61,15 @@ class UpgradeRequest implements Handshake.UpgradeRequest {
   }
 }
 
+/**
+ * TLS connections that failed before their handshake completed (a client
+ * that speaks no TLS, a bad certificate, the TLS handshake timing out).
+ */
+export const tlsErrorsTotal = Metric.counter("switchboard_tls_handshake_errors_total", {
+  description: "TLS connections that failed before the TLS handshake completed",
+  incremental: true
+})
+
 export interface Config {
   readonly defaultMaxConnections: number
   /** Answer plain HTTP requests (426, or `onRequest`): true for a server we own, or when `onRequest` is given. */
@@ -71,7 +82,7 @@ export interface Config {
  * down (1001 to every connection) and removes the listeners.
  */
 export const mount = <R>(
-  server: Server,
+  server: Server | Https.Server,
   options: ServerOptions.Options<R> & {
     readonly onRequest?: (request: IncomingMessage, response: ServerResponse) => void
   },
@@ -237,12 +248,19 @@ export const mount = <R>(
       res.end("426 Upgrade Required: this endpoint speaks WebSocket\n")
     }
 
-    // no per-socket listener: upgrade/request end the handshake, the sweep drops dead ones
+    // no per-socket listener: upgrade/request end the handshake, the sweep drops dead ones.
+    // Over TLS, the sockets that requests and upgrades come on are the TLS sockets, which exist
+    // once the TLS handshake is done (bounded by the TLS server's own `handshakeTimeout`)
+    const secure = server instanceof Tls.Server
+    const connectionEvent = secure ? "secureConnection" : "connection"
     const onConnection = (socket: Socket) => handshakes.begin(socket)
+    const context = yield* Effect.context<never>()
+    const onTlsError = () => tlsErrorsTotal.updateUnsafe(1, context)
 
     server.on("upgrade", onUpgrade)
     server.on("request", onRequest)
-    server.on("connection", onConnection)
+    server.on(connectionEvent, onConnection)
+    if (secure) server.on("tlsClientError", onTlsError)
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         for (const socket of handshakes.keys()) socket.destroy()
@@ -251,7 +269,8 @@ export const mount = <R>(
         yield* supervisor.shutdown
         server.off("upgrade", onUpgrade)
         server.off("request", onRequest)
-        server.off("connection", onConnection)
+        server.off(connectionEvent, onConnection)
+        server.off("tlsClientError", onTlsError)
         for (const ws of wss.values()) ws.close()
       })
     )
