@@ -5,6 +5,11 @@
  * - `init` builds the state when the connection opens (it may send a welcome);
  * - `onMessage` handles a text (`string`) or binary (`Uint8Array`) message;
  * - `onInfo` handles what other code `tell`s this connection;
+ * - `onPing` sees each ping from the peer (the reactor answers it with a
+ *   pong by itself; a ping that finds the mailbox full is not reported);
+ * - `onDrain` runs when the outbound buffer, having passed `highWaterMark`
+ *   (a slow reader, a burst of fan-out), is empty again: every byte handed
+ *   to the kernel;
  * - `onClose` runs exactly once when the connection ends, with a
  *   `CloseReason` (not if `init` failed; a failure in `onClose` is logged).
  *
@@ -31,6 +36,8 @@ export interface Handlers<S, I, E, R> {
   readonly init?: (conn: Connection<I>) => Effect.Effect<S, E, R>
   readonly onMessage?: (conn: Connection<I>, message: Message, state: S) => Effect.Effect<S, E, R>
   readonly onInfo?: (conn: Connection<I>, info: I, state: S) => Effect.Effect<S, E, R>
+  readonly onPing?: (conn: Connection<I>, payload: Uint8Array, state: S) => Effect.Effect<S, E, R>
+  readonly onDrain?: (conn: Connection<I>, state: S) => Effect.Effect<S, E, R>
   readonly onClose?: (conn: Connection<I>, reason: CloseReason, state: S) => Effect.Effect<void, E, R>
 }
 

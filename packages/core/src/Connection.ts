@@ -72,6 +72,20 @@ export interface Connection<in I = never> {
   /** Sends a ping frame. */
   readonly ping: Effect.Effect<void>
   /**
+   * Waits until every byte written so far has been handed to the kernel
+   * (`bufferedAmount` is 0), or the connection closed.
+   */
+  readonly awaitDrained: Effect.Effect<void>
+  /**
+   * Stops reading from the peer until `resumeReading`, whatever the mailbox
+   * holds: TCP pushes back on the client. Messages already read are still
+   * handled. Keepalive and `idleTimeout` are suspended meanwhile (the peer
+   * cannot be heard) and start again from `resumeReading`.
+   */
+  readonly pauseReading: Effect.Effect<void>
+  /** Reads from the peer again after `pauseReading` (unless the mailbox is full: then once it is taken). */
+  readonly resumeReading: Effect.Effect<void>
+  /**
    * Starts the close handshake with `code` (default 1000) and `reason`
    * (at most 123 bytes of UTF-8). Fails with `InvalidClose` for a code that
    * may not be sent; does nothing if the connection is already closing.

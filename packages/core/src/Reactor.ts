@@ -61,14 +61,16 @@ export interface Transport {
   terminate(): void
   /** Bytes written but not yet handed to the kernel. */
   readonly bufferedAmount: number
-  /** Stops reading from the peer (TCP backpressure), while the mailbox is full. */
+  /** Stops reading from the peer (TCP backpressure): the mailbox is full, or the behaviour asked (`pauseReading`). */
   pause(): void
   /** Reads from the peer again. */
   resume(): void
   /**
    * Hands coalesced writes to the socket now, and reports the next drain
-   * through `Actor.drainUnsafe` (at once if nothing is buffered). The actor
-   * calls it when `send` has to wait for the socket.
+   * through `Actor.drainUnsafe` (soon, not inside this call, if nothing is
+   * buffered). The actor calls it when something waits for the socket
+   * (`send` above the high-water mark, `awaitDrained`, `onDrain`); calls
+   * before a drain share one report.
    */
   flush(): void
 }
@@ -89,8 +91,10 @@ export interface Actor {
   readonly connection: Connection.Connection<unknown>
   /** A complete message from the peer. The actor pauses the transport when its mailbox is full. */
   receiveUnsafe(message: Message): void
-  /** Any other inbound frame (the Node reactor reports pings): counts as activity for keepalive. */
+  /** Any other inbound frame: counts as activity for keepalive. */
   activityUnsafe(): void
+  /** A ping from the peer (the reactor answers it with a pong itself): activity, and `onPing`. */
+  pingUnsafe(payload: Uint8Array): void
   /** A pong from the peer. */
   pongUnsafe(): void
   /** The transport's outbound buffer drained. */

@@ -100,7 +100,7 @@ export class NodeServer extends Context.Service<
     readonly host: string
     /** Open WebSocket connections. */
     readonly connections: () => number
-    /** Times a socket's reading was paused because its actor's mailbox was full. */
+    /** Times a socket's reading was paused: its actor's mailbox was full, or its behaviour called `pauseReading`. */
     readonly pausedReads: () => number
   }
 >()("@switchboard/node/NodeServer") {}

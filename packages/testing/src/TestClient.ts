@@ -82,8 +82,10 @@ export interface TestClient<I = never> {
   readonly connection: Connection.Connection<I>
   /** Sends a text or binary message. While the server has paused reading, it is held back (as TCP would). */
   send(message: Message.Message): Effect.Effect<void>
-  /** Sends a ping: it counts as activity for keepalive (a real reactor also answers with a pong, which the kit does not model). */
+  /** Sends a ping: it counts as activity for keepalive and reaches `onPing` (a real reactor also answers with a pong, which the kit does not model). */
   readonly ping: Effect.Effect<void>
+  /** `ping` with a payload (at most 125 bytes on a real socket). */
+  pingWith(payload: Uint8Array): Effect.Effect<void>
   /** Sends a pong, as an answer to the server's keepalive ping. */
   readonly pong: Effect.Effect<void>
   /** Starts the close handshake; the server answers with the same code. */
@@ -170,6 +172,7 @@ const makeClient = <I>(transport: MemoryTransport, actor: Reactor.Actor): TestCl
     connection: actor.connection as Connection.Connection<I>,
     send: (message) => Effect.sync(() => transport.clientSend(message)),
     ping: Effect.sync(() => transport.clientPing()),
+    pingWith: (payload) => Effect.sync(() => transport.clientPing(payload)),
     pong: Effect.sync(() => transport.clientPong()),
     close: (code = 1000, reason = "") => Effect.sync(() => transport.clientCloses(code, reason)),
     drop: Effect.sync(() => transport.clientDrop()),

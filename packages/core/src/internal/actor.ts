@@ -30,7 +30,7 @@ import type { RouteSettings, Transport } from "../Reactor.ts"
 import { handlersOf } from "./behavior.ts"
 import { wake } from "./drain.ts"
 import { Finalizers } from "./finalizers.ts"
-import { Closed, Mailbox, Open, type Signal } from "./mailbox.ts"
+import { Closed, Drained, Mailbox, Open, type Signal } from "./mailbox.ts"
 import { admitUnsafe, TokenBucket } from "./tokenBucket.ts"
 
 /** What an actor shares with its siblings: the supervisor's side. */
@@ -96,8 +96,12 @@ export class ActorImpl implements Connection.Connection<unknown> {
   drain: Effect.Effect<void> | undefined = undefined
   onDrainExit: ((exit: Exit.Exit<void>) => void) | undefined = undefined
   setState: ((state: unknown) => void) | undefined = undefined
-  /** A `send` waiting for the socket to drain. */
-  private drainWaiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
+  /** What waits for the socket to drain (`send` above the high-water mark, `awaitDrained`): each checks again. */
+  private drainWaiters: Array<() => void> | undefined = undefined
+  /** The outbound buffer passed the high-water mark, and `onDrain` waits for it to empty. */
+  private drainWatched = false
+  /** The behaviour asked to stop reading (`pauseReading`). */
+  readingPaused = false
   /**
    * Told once, the moment the socket is closed, even while a callback runs
    * (finalizers wait for it): the worker pool stops a connection's jobs,
@@ -164,14 +168,25 @@ export class ActorImpl implements Connection.Connection<unknown> {
     if (this.bucket !== undefined && !admitUnsafe(this, this.bucket, message)) return
     const mailbox = (this.mailbox ??= new Mailbox())
     if (mailbox.pushMessage(message, this.settings.mailboxCapacity, this.settings.maxMessageBytes)) {
-      this.transport.pause()
+      if (!this.readingPaused) this.transport.pause()
     }
     wake(this)
   }
 
-  /** Any inbound frame that is not a message or a pong (the Node reactor reports pings). */
+  /** Any inbound frame that is not a message, a ping or a pong. */
   activityUnsafe(): void {
     this.lastIn = this.host.now
+  }
+
+  /** A ping from the peer: activity, and a `Ping` signal for `onPing` while the mailbox has room. */
+  pingUnsafe(payload: Uint8Array): void {
+    this.lastIn = this.host.now
+    if (this.handlers.onPing === undefined || this.phase !== phases.open || this.crashed) return
+    const mailbox = (this.mailbox ??= new Mailbox())
+    if (mailbox.size >= this.settings.mailboxCapacity) return
+    // its own bytes: the reactor's may be a view on a whole socket read
+    mailbox.push({ _tag: "Ping", payload: new Uint8Array(payload) })
+    wake(this)
   }
 
   pongUnsafe(): void {
@@ -187,11 +202,32 @@ export class ActorImpl implements Connection.Connection<unknown> {
   }
 
   drainUnsafe(): void {
-    const waiter = this.drainWaiter
-    if (waiter !== undefined) {
-      this.drainWaiter = undefined
-      waiter(Effect.void)
+    const waiters = this.drainWaiters
+    if (waiters !== undefined) {
+      this.drainWaiters = undefined
+      for (const waiter of waiters) waiter()
     }
+    if (this.drainWatched) this.watchDrain()
+  }
+
+  /** For `onDrain`: once the buffer has passed the high-water mark, a `Drained` signal when it is empty. */
+  private watchDrain(): void {
+    if (this.phase !== phases.open) {
+      this.drainWatched = false
+      return
+    }
+    if (this.transport.bufferedAmount > 0) {
+      this.drainWatched = true
+      this.transport.flush()
+      return
+    }
+    this.drainWatched = false
+    this.push(Drained)
+  }
+
+  /** After a write: whether `onDrain` must watch the buffer. */
+  private afterWrite(): void {
+    if (!this.drainWatched && this.transport.bufferedAmount > this.settings.highWaterMark) this.watchDrain()
   }
 
   /**
@@ -235,19 +271,53 @@ export class ActorImpl implements Connection.Connection<unknown> {
       if (this.phase !== phases.open) return Effect.void
       this.transport.send(message)
       this.lastOut = this.host.now
-      return this.transport.bufferedAmount > this.settings.highWaterMark ? this.awaitDrain : Effect.void
+      if (this.transport.bufferedAmount <= this.settings.highWaterMark) return Effect.void
+      if (this.handlers.onDrain !== undefined) this.afterWrite()
+      return this.untilBuffered(this.settings.highWaterMark)
     })
   }
 
-  /** Suspends until the reactor reports a drain (or the socket closes). */
-  private get awaitDrain(): Effect.Effect<void> {
+  /** Suspends until at most `bytes` are buffered (or the socket closes), checking at each drain. */
+  private untilBuffered(bytes: number): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
-      if (this.phase === phases.closed || this.transport.bufferedAmount <= this.settings.highWaterMark) {
-        resume(Effect.void)
-        return
+      let done = false
+      const attempt = () => {
+        if (done) return
+        if (this.phase === phases.closed || this.transport.bufferedAmount <= bytes) {
+          done = true
+          resume(Effect.void)
+          return
+        }
+        ;(this.drainWaiters ??= []).push(attempt)
+        this.transport.flush()
       }
-      this.drainWaiter = resume
-      this.transport.flush()
+      attempt()
+      return Effect.sync(() => {
+        done = true
+      })
+    })
+  }
+
+  get awaitDrained(): Effect.Effect<void> {
+    return this.untilBuffered(0)
+  }
+
+  get pauseReading(): Effect.Effect<void> {
+    return Effect.sync(() => {
+      if (this.readingPaused || this.phase === phases.closed) return
+      this.readingPaused = true
+      if (this.mailbox?.paused !== true) this.transport.pause()
+    })
+  }
+
+  get resumeReading(): Effect.Effect<void> {
+    return Effect.sync(() => {
+      if (!this.readingPaused) return
+      this.readingPaused = false
+      // keepalive and the idle timeout start again: the peer could not be heard
+      this.lastIn = this.lastMessage = this.host.now
+      this.pingSentAt = -1
+      if (this.phase !== phases.closed && this.mailbox?.paused !== true) this.transport.resume()
     })
   }
 
@@ -256,6 +326,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     if (this.phase !== phases.open) return false
     this.transport.sendPrepared(prepared)
     this.lastOut = this.host.now
+    if (this.handlers.onDrain !== undefined) this.afterWrite()
     return true
   }
 

@@ -59,7 +59,8 @@ const next = (actor: ActorImpl): Effect.Effect<void> => {
   const batch = mailbox.takeAll()
   if (mailbox.paused) {
     mailbox.paused = false
-    actor.transport.resume()
+    // reading stays paused while the behaviour has asked for it (`pauseReading`)
+    if (!actor.readingPaused) actor.transport.resume()
   }
   return Effect.flatMap(handleFrom(actor, batch, 0), () => {
     mailbox.recycle(batch)
@@ -100,6 +101,12 @@ const handle = (actor: ActorImpl, signal: Signal): Effect.Effect<void, unknown> 
     case "Info":
       if (actor.crashed || h.onInfo === undefined) return undefined
       return Effect.map(h.onInfo(actor, signal.value, actor.state), stateSetter(actor))
+    case "Ping":
+      if (actor.crashed || h.onPing === undefined) return undefined
+      return Effect.map(h.onPing(actor, signal.payload, actor.state), stateSetter(actor))
+    case "Drained":
+      if (actor.crashed || h.onDrain === undefined || actor.phase !== phases.open) return undefined
+      return Effect.map(h.onDrain(actor, actor.state), stateSetter(actor))
     case "Open":
       return Effect.map(h.init!(actor), (state) => {
         actor.state = state

@@ -19,8 +19,15 @@ export interface Info {
 export const Open = { _tag: "Open" } as const
 /** The socket closed: run `onClose` and the finalizers. */
 export const Closed = { _tag: "Closed" } as const
+/** A ping from the peer, for `onPing`. */
+export interface Ping {
+  readonly _tag: "Ping"
+  readonly payload: Uint8Array
+}
+/** The outbound buffer emptied after passing the high-water mark, for `onDrain`. */
+export const Drained = { _tag: "Drained" } as const
 
-export type Signal = Message | Info | typeof Open | typeof Closed
+export type Signal = Message | Info | Ping | typeof Open | typeof Closed | typeof Drained
 
 export class Mailbox {
   private inbox: Array<Signal> = []

@@ -29,6 +29,8 @@ export const checkTimers = (actor: ActorImpl, now: number): number => {
     return Number.POSITIVE_INFINITY
   }
   if (actor.phase !== phases.open) return Number.POSITIVE_INFINITY
+  // the behaviour stopped reading: the peer cannot be heard, so neither keepalive nor idleness is judged
+  if (actor.readingPaused) return Number.POSITIVE_INFINITY
   let next = Number.POSITIVE_INFINITY
   if (t.idleTimeout > 0) {
     const due = Math.max(actor.lastMessage, actor.lastOut) + t.idleTimeout

@@ -28,6 +28,8 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
   stats: ReactorStats = noStats
   /** Set while the socket is corked until the end of this event-loop turn. */
   corked = false
+  /** Set while a drain report is on its way to the actor (one for every `flush` before it). */
+  drainReport = false
 
   override send(message: string | Uint8Array): void {
     corkForTurn(this)
@@ -43,13 +45,20 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
     this.stats.pauses++
     super.pause()
   }
-  /** Flushes coalesced writes and reports the next drain to the actor (only a waiting sender asks). */
+  /** Flushes coalesced writes and reports the next drain to the actor (only what waits for it asks). */
   flush(): void {
     uncork(this)
+    if (this.drainReport) return
+    this.drainReport = true
     const socket = this.rawSocket
-    if (socket !== undefined && socket.writableLength > 0) socket.once("drain", () => this.actor?.drainUnsafe())
-    else this.actor?.drainUnsafe()
+    if (socket !== undefined && socket.writableLength > 0) socket.once("drain", () => reportDrain(this))
+    else setImmediate(reportDrain, this)
   }
+}
+
+const reportDrain = (ws: SwitchboardSocket): void => {
+  ws.drainReport = false
+  ws.actor?.drainUnsafe()
 }
 
 const uncork = (ws: SwitchboardSocket): void => {
@@ -95,8 +104,8 @@ const ownBytes = (data: Buffer): Uint8Array =>
 function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
   actorOf(this).receiveUnsafe(isBinary ? ownBytes(data) : data.toString())
 }
-function onPing(this: WebSocket): void {
-  actorOf(this).activityUnsafe()
+function onPing(this: WebSocket, data: Buffer): void {
+  actorOf(this).pingUnsafe(data)
 }
 function onPong(this: WebSocket): void {
   actorOf(this).pongUnsafe()

@@ -121,8 +121,8 @@ export class MemoryTransport implements Reactor.Transport {
     if (this.paused || this.held.length > 0) this.held.push(this.clientClose)
     else this.readClose(this.clientClose)
   }
-  clientPing(): void {
-    if (this.closed === undefined) this.actor!.activityUnsafe()
+  clientPing(payload: Uint8Array = new Uint8Array(0)): void {
+    if (this.closed === undefined) this.actor!.pingUnsafe(payload)
   }
   clientPong(): void {
     if (this.closed === undefined) this.actor!.pongUnsafe()
