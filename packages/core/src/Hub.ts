@@ -345,7 +345,13 @@ export const make = (
     const add = (name: string, actor: ActorImpl, member: Backplane.Member | undefined) =>
       Effect.gen(function* () {
         if (!actor.isOpen) return
-        const topic = yield* topicFor(name)
+        let topic = yield* topicFor(name)
+        // the topic was released while it was being subscribed (another member joined and left it
+        // meanwhile): joining it would leave this member in a topic no one delivers to; take a fresh one
+        while (topics.get(name) !== topic) {
+          if (!actor.isOpen) return
+          topic = yield* topicFor(name)
+        }
         const existing = topic.subscribers.get(actor)
         if (existing !== undefined) {
           // subscribe after join keeps the membership; join again with equal meta changes nothing
