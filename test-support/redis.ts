@@ -49,6 +49,10 @@ export interface RedisServer {
    * once it accepts connections.
    */
   readonly restart: () => Promise<void>
+  /** Stops the server's process (SIGSTOP): connections stay open, nothing is answered, as a hung Redis. */
+  readonly freeze: () => void
+  /** Lets a frozen server go on (SIGCONT): it answers what it was sent meanwhile. */
+  readonly thaw: () => void
   /**
    * How many client connections the server has, not counting the one that
    * asks (`CLIENT LIST`, authenticated with the server's own credentials).
@@ -394,6 +398,8 @@ export const startRedisServer = async (options: RedisServerOptions = {}): Promis
     stop,
     kill,
     restart,
+    freeze: () => void current?.child.kill("SIGSTOP"),
+    thaw: () => void current?.child.kill("SIGCONT"),
     clients,
     publishRaw
   }

@@ -25,13 +25,18 @@
  *
  * When Redis is away, `get` answers an empty history and `add` keeps
  * nothing (the message is still said to the room); the first failure after
- * a success is logged, not every one.
+ * a success is logged, not every one. A Redis that holds the connection but
+ * answers nothing (a stopped process) costs one wait of `replyTimeout`
+ * (1 s): after that, commands answer the same way at once, while one at a
+ * time goes through, unawaited, to see whether Redis answers again; the
+ * first reply ends it. A message whose `add` timed out may still be kept, once Redis
+ * answers.
  *
  * @since 0.1.0
  */
 import { createHash } from "node:crypto"
 import { RedisClient } from "@switchboard/redis"
-import { Effect, Layer, type Redacted } from "effect"
+import { Duration, Effect, Layer, Option, type Redacted } from "effect"
 import { type Entry, History, type Options as Limits } from "./History.ts"
 
 /**
@@ -44,6 +49,8 @@ export interface Options extends Limits {
   readonly url?: string | Redacted.Redacted<string>
   /** Prefix of every key (default `switchboard:chat:`). */
   readonly prefix?: string
+  /** How long a command waits for Redis before it counts as failed (default 1 s). */
+  readonly replyTimeout?: Duration.Input
 }
 
 /**
@@ -172,7 +179,13 @@ const parse = (raw: unknown): Entry | undefined => {
  */
 export const make = (options: Options) =>
   Effect.gen(function* () {
-    const redis = yield* RedisClient.make(options.url === undefined ? {} : { url: options.url })
+    const replyTimeout = Option.getOrElse(Duration.fromInput(options.replyTimeout ?? "1 second"), () =>
+      Duration.seconds(1)
+    )
+    const redis = yield* RedisClient.make({
+      ...(options.url === undefined ? {} : { url: options.url }),
+      replyTimeout
+    })
     const prefix = options.prefix ?? "switchboard:chat:"
     const listPrefix = `${prefix}history:`
     const keys = { rooms: `${prefix}rooms`, bytes: `${prefix}bytes`, total: `${prefix}total`, clock: `${prefix}clock` }
@@ -189,20 +202,57 @@ export const make = (options: Options) =>
     const scripts = { add: sha1(addScript), get: sha1(getScript), size: sha1(sizeScript) }
 
     let failing = false
-    const attempt = <A>(what: string, fallback: A, task: () => Promise<A>): Effect.Effect<A> =>
-      Effect.tryPromise(task).pipe(
-        Effect.tap(() => Effect.sync(() => (failing = false))),
-        Effect.catch((error) => {
-          if (failing) return Effect.succeed(fallback)
-          failing = true
-          return Effect.as(
-            Effect.logWarning(
-              `chat history: could not ${what} in Redis (${String(error.cause)}); until it works again`
-            ),
-            fallback
-          )
-        })
+    // a command got no reply in time: until one does, callers get the fallback at once
+    let stalled = false
+    let probing = false
+    const failed = <A>(what: string, fallback: A, why: string): Effect.Effect<A> => {
+      if (failing) return Effect.succeed(fallback)
+      failing = true
+      return Effect.as(
+        Effect.logWarning(`chat history: could not ${what} in Redis (${why}); until it works again`),
+        fallback
       )
+    }
+    const attempt = <A>(what: string, fallback: A, task: () => Promise<A>): Effect.Effect<A> =>
+      Effect.suspend(() => {
+        const reply = stalled ? undefined : task()
+        if (reply === undefined) {
+          // one command at a time goes to Redis to see whether it answers; no caller waits for it
+          if (!probing) {
+            probing = true
+            task().then(
+              () => {
+                stalled = probing = false
+              },
+              () => {
+                probing = false
+              }
+            )
+          }
+          return Effect.succeed(fallback)
+        }
+        // a reply, however late, means Redis answers again
+        reply.then(
+          () => {
+            stalled = false
+          },
+          () => undefined
+        )
+        return Effect.tryPromise(() => reply).pipe(
+          Effect.timeoutOption(replyTimeout),
+          Effect.matchEffect({
+            onFailure: (error) => failed(what, fallback, String(error.cause)),
+            onSuccess: (answer) => {
+              if (Option.isSome(answer)) {
+                failing = false
+                return Effect.succeed(answer.value)
+              }
+              stalled = true
+              return failed(what, fallback, `no reply within ${Duration.format(replyTimeout)}`)
+            }
+          })
+        )
+      })
 
     return History.of({
       get: (room) =>

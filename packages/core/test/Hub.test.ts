@@ -517,42 +517,44 @@ describe("Hub presence across nodes", () => {
     }).pipe(Effect.provide(Backplane.layerMemory))
   )
 
-  it.effect("a join whose topic was released while it was being subscribed still joins (the last member left meanwhile)", () =>
-    Effect.gen(function* () {
-      const memory = yield* Backplane.Backplane
-      // the first subscription of "room" waits for the gate, as a Redis SUBSCRIBE waits for its reply
-      const gate = yield* Deferred.make<void>()
-      let subscriptions = 0
-      const slow = Backplane.Backplane.of({
-        publish: memory.publish,
-        subscribe: (topic, onEnvelope) =>
-          Effect.andThen(
-            topic === "room" && ++subscriptions === 1 ? Deferred.await(gate) : Effect.void,
-            memory.subscribe(topic, onEnvelope)
-          )
-      })
-      const hub = yield* Hub.make().pipe(Effect.provideService(Backplane.Backplane, slow))
-      const Hears = Behavior.make<void, Hub.Presence | string>({
-        onInfo: (conn, info) => (typeof info === "string" ? conn.send(info) : Effect.void)
-      })
-      const a = yield* TestClient.connect(Hears, noTimers)
-      const b = yield* TestClient.connect(Hears, noTimers)
-      const joining = yield* Effect.forkChild(hub.join("room", a.connection, { nick: "a" }))
-      yield* settle(Effect.sync(() => subscriptions === 1))
-      // b finds the topic being subscribed, joins and leaves it: the topic has no subscriber and is released
-      yield* hub.join("room", b.connection, { nick: "b" })
-      yield* hub.unsubscribe("room", b.connection)
-      yield* Deferred.succeed(gate, undefined)
-      yield* Fiber.join(joining)
-      expect((yield* hub.members("room")).map((m) => m.id)).toEqual([a.connection.id])
-      yield* hub.broadcast("room", "heard")
-      expect(yield* a.expectText).toBe("heard")
-      // and it leaves as any member does
-      yield* a.close()
-      yield* a.finished
-      expect(yield* hub.members("room")).toEqual([])
-      expect(yield* hub.topics).toEqual([])
-    }).pipe(Effect.provide(Backplane.layerMemory))
+  it.effect(
+    "a join whose topic was released while it was being subscribed still joins (the last member left meanwhile)",
+    () =>
+      Effect.gen(function* () {
+        const memory = yield* Backplane.Backplane
+        // the first subscription of "room" waits for the gate, as a Redis SUBSCRIBE waits for its reply
+        const gate = yield* Deferred.make<void>()
+        let subscriptions = 0
+        const slow = Backplane.Backplane.of({
+          publish: memory.publish,
+          subscribe: (topic, onEnvelope) =>
+            Effect.andThen(
+              topic === "room" && ++subscriptions === 1 ? Deferred.await(gate) : Effect.void,
+              memory.subscribe(topic, onEnvelope)
+            )
+        })
+        const hub = yield* Hub.make().pipe(Effect.provideService(Backplane.Backplane, slow))
+        const Hears = Behavior.make<void, Hub.Presence | string>({
+          onInfo: (conn, info) => (typeof info === "string" ? conn.send(info) : Effect.void)
+        })
+        const a = yield* TestClient.connect(Hears, noTimers)
+        const b = yield* TestClient.connect(Hears, noTimers)
+        const joining = yield* Effect.forkChild(hub.join("room", a.connection, { nick: "a" }))
+        yield* settle(Effect.sync(() => subscriptions === 1))
+        // b finds the topic being subscribed, joins and leaves it: the topic has no subscriber and is released
+        yield* hub.join("room", b.connection, { nick: "b" })
+        yield* hub.unsubscribe("room", b.connection)
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(joining)
+        expect((yield* hub.members("room")).map((m) => m.id)).toEqual([a.connection.id])
+        yield* hub.broadcast("room", "heard")
+        expect(yield* a.expectText).toBe("heard")
+        // and it leaves as any member does
+        yield* a.close()
+        yield* a.finished
+        expect(yield* hub.members("room")).toEqual([])
+        expect(yield* hub.topics).toEqual([])
+      }).pipe(Effect.provide(Backplane.layerMemory))
   )
 
   it.effect("dies at build with a clear message when the presence timeout is shorter than the heartbeat", () =>

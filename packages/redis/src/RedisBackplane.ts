@@ -149,6 +149,9 @@ export const make = (
     let down = false
     let downSince = 0
     let lost = 0
+    // a connection that holds open but gets no reply (a stopped Redis): an outage like a closed one
+    let pubHung = false
+    let subHung = false
     const markDown = (cause: unknown) => {
       if (!started || closing || down) return
       down = true
@@ -164,7 +167,7 @@ export const make = (
       )
     }
     const markUp = () => {
-      if (!started || closing || !down || !pub.isReady || !sub.isReady) return
+      if (!started || closing || !down || !pub.isReady || !sub.isReady || pubHung || subHung) return
       down = false
       const missed = lost
       run(
@@ -224,8 +227,8 @@ export const make = (
       onFirst: (topic) =>
         Effect.suspend(() => {
           const subscribed = subscribeChannel(topic)
-          // during an outage it takes effect when Redis is back; it never fails the subscription
-          return sub.isReady
+          // during an outage (a hung Redis too) it takes effect when Redis is back; it never fails the subscription
+          return sub.isReady && !subHung
             ? Effect.promise(() => subscribed).pipe(Effect.timeoutOption(settings.connectTimeout), Effect.asVoid)
             : Effect.void
         }),
@@ -239,15 +242,19 @@ export const make = (
     // ---- publishing, at most maxInFlight awaiting Redis
     let inFlight = 0
     const waiters = new Set<() => void>()
-    const settled = () => {
-      inFlight--
+    const wakeAll = () => {
       if (waiters.size === 0) return
       const woken = [...waiters]
       waiters.clear()
       for (const waker of woken) waker()
     }
+    const settled = () => {
+      inFlight--
+      wakeAll()
+    }
     const send = (channel: string, data: Buffer) => {
-      if (!pub.isReady) return undelivered()
+      // nothing is queued behind a Redis that does not answer: it would arrive late, or never
+      if (!pub.isReady || pubHung) return undelivered()
       inFlight++
       pub.publish(channel, data).then(settled, (cause: unknown) => {
         settled()
@@ -256,7 +263,7 @@ export const make = (
       })
     }
     const room: Effect.Effect<void> = Effect.suspend(() =>
-      inFlight < settings.maxInFlight || !pub.isReady
+      inFlight < settings.maxInFlight || !pub.isReady || pubHung
         ? Effect.void
         : Effect.andThen(
             Effect.callback<void>((resume) => {
@@ -271,6 +278,35 @@ export const make = (
     yield* Connection.connect([pub, sub], settings, fail)
     started = true
     yield* Metric.update(connected, 1)
+    const watching = [
+      Connection.watch(pub, settings, {
+        onHung: (cause) => {
+          pubHung = true
+          markDown(cause)
+          // publishers waiting for room go on: their envelopes are counted as not crossing
+          wakeAll()
+        },
+        onAnswer: () => {
+          pubHung = false
+          markUp()
+        }
+      }),
+      Connection.watch(sub, settings, {
+        onHung: (cause) => {
+          subHung = true
+          markDown(cause)
+        },
+        onAnswer: () => {
+          subHung = false
+          markUp()
+        }
+      })
+    ]
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const stop of watching) stop()
+      })
+    )
 
     return Backplane.Backplane.of({
       publish: (envelope) =>

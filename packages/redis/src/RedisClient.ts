@@ -4,8 +4,11 @@
  * there): the same URL, auth and TLS options, the same reconnection (100 ms
  * doubling to 5 s, with jitter), no offline queue (a command during an
  * outage fails at once instead of running minutes later), a ping that
- * notices a dead connection, and one log line when an outage starts and one
- * when it ends. The connection closes with the scope.
+ * notices a dead connection or a Redis that stopped answering
+ * (`replyTimeout`), and one log line when an outage starts and one when it
+ * ends. The connection closes with the scope. A command sent to a Redis
+ * that holds the connection but answers nothing waits for it: bound it
+ * where a caller waits (`Effect.timeoutOption`), as the chat's history does.
  *
  * @example
  * ```ts
@@ -42,8 +45,14 @@ export interface Options {
   readonly tls?: Pick<ConnectionOptions, "ca" | "cert" | "key" | "servername" | "rejectUnauthorized">
   /** How long `make` waits for Redis before it fails (default 10 s). */
   readonly connectTimeout?: Duration.Input
-  /** How often an idle connection is pinged, so that a dead one is noticed (default 5 s). */
+  /** How often a connection is pinged, so that a dead or hung Redis is noticed (default 5 s). */
   readonly pingInterval?: Duration.Input
+  /**
+   * How long a ping may wait for its reply before Redis counts as away
+   * (default 2 s): a Redis that holds the connection but answers nothing
+   * (a stopped process) is an outage like a closed connection.
+   */
+  readonly replyTimeout?: Duration.Input
 }
 
 /**
@@ -108,12 +117,15 @@ export const make = (options: Options = {}): Effect.Effect<Client, RedisError, S
     // node-redis emits an error for every failed attempt: one outage, one line
     client.on("error", down)
     client.on("reconnecting", () => down(new Error("reconnecting")))
-    client.on("ready", () => {
+    const up = () => {
       if (state !== "down") return
       state = "up"
       run(Effect.logInfo(`Redis: ${settings.where} is back after ${Date.now() - since} ms`))
-    })
+    }
+    client.on("ready", up)
     yield* Connection.connect([client], settings, fail)
     state = "up"
+    const stop = Connection.watch(client, settings, { onHung: down, onAnswer: up })
+    yield* Effect.addFinalizer(() => Effect.sync(stop))
     return client
   })

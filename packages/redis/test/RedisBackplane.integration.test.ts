@@ -128,6 +128,71 @@ describe("RedisBackplane", () => {
     }
   )
 
+  it.live(
+    "treats a Redis that stops answering (SIGSTOP) as an outage: publishers never wait on it, and it resumes when Redis answers",
+    () => {
+      const logs = captureLogs()
+      return Effect.gen(function* () {
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => startRedisServer()),
+          (s) =>
+            Effect.promise(() => {
+              s.thaw()
+              return s.stop()
+            })
+        )
+        // a small in-flight bound: before, publishers waited on the frozen Redis once 8 were sent
+        const options = {
+          url: server.url,
+          pingInterval: "200 millis",
+          replyTimeout: "300 millis",
+          maxInFlight: 8
+        } as const
+        const a = yield* node(options)
+        const b = yield* node(options)
+        const onA: Array<Backplane.Envelope> = []
+        const onB: Array<Backplane.Envelope> = []
+        yield* a.subscribe("room", (e) => onA.push(e))
+        yield* b.subscribe("room", (e) => onB.push(e))
+        yield* a.publish(broadcast("room", "before"))
+        yield* within(() => texts(onB).includes("before"))
+        const undelivered = yield* count(RedisBackplane.undeliveredTotal)
+
+        server.freeze()
+        yield* within(
+          () => logs.lines.filter((l) => l.includes("no reply to PING within 300 ms")).length === 2,
+          5_000,
+          "hang noticed by both nodes"
+        )
+        expect(yield* gauge).toBe(0)
+        const publishing = Effect.forEach(
+          Array.from({ length: 100 }, (_, i) => i),
+          (i) => a.publish(broadcast("room", `during ${i}`))
+        )
+        yield* publishing.pipe(
+          Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => Effect.die("publish waited on a frozen Redis") })
+        )
+        expect(texts(onA).filter((t) => t.startsWith("during"))).toHaveLength(100)
+        expect((yield* count(RedisBackplane.undeliveredTotal)) - undelivered).toBe(100)
+        // a new topic during the hang is subscribed without waiting for it
+        yield* b
+          .subscribe("later", () => {})
+          .pipe(Effect.timeoutOrElse({ duration: "1 second", orElse: () => Effect.die("subscribe waited") }))
+        // one line per node for the whole hang
+        yield* Effect.sleep(1_000)
+        expect(logs.lines.filter((l) => l.includes(": lost "))).toHaveLength(2)
+
+        server.thaw()
+        yield* within(() => logs.lines.filter((l) => l.includes("is back after")).length === 2, 10_000, "answering")
+        expect(yield* gauge).toBe(1)
+        yield* a.publish(broadcast("room", "after"))
+        yield* within(() => texts(onB).includes("after"))
+        expect(texts(onB).filter((t) => t.startsWith("during"))).toEqual([])
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+    },
+    30_000
+  )
+
   it.live("survives a Redis restart in the middle of a stream: what arrives is in order, without duplicates", () =>
     Effect.gen(function* () {
       const server = yield* Effect.acquireRelease(

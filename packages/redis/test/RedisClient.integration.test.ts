@@ -47,6 +47,33 @@ describe("RedisClient", () => {
     }
   )
 
+  it.live("logs a Redis that stops answering (SIGSTOP) as an outage, and its return", () => {
+    const logs = captureLogs()
+    return Effect.gen(function* () {
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() => startRedisServer()),
+        (s) =>
+          Effect.promise(() => {
+            s.thaw()
+            return s.stop()
+          })
+      )
+      const redis = yield* RedisClient.make({ url: server.url, pingInterval: "200 millis", replyTimeout: "300 millis" })
+      yield* Effect.promise(() => redis.set("k", "v1"))
+      server.freeze()
+      const noticed = Date.now() + 5_000
+      while (!logs.lines.some((l) => l.startsWith("Redis: lost")) && Date.now() < noticed) yield* Effect.sleep(20)
+      expect(logs.lines.filter((l) => l.startsWith("Redis: lost"))).toEqual([
+        `Redis: lost ${server.url} (no reply to PING within 300 ms); reconnecting`
+      ])
+      server.thaw()
+      const back = Date.now() + 5_000
+      while (!logs.lines.some((l) => l.includes("is back after")) && Date.now() < back) yield* Effect.sleep(20)
+      expect(logs.lines.filter((l) => l.includes("is back after"))).toHaveLength(1)
+      expect(yield* Effect.promise(() => redis.get("k"))).toBe("v1")
+    }).pipe(Effect.scoped, Effect.provide(logs.layer))
+  })
+
   it.live("fails with a RedisError when nothing answers within connectTimeout, or for bad options", () =>
     Effect.gen(function* () {
       const port = yield* Effect.promise(() => freePort())

@@ -16,6 +16,7 @@ export interface Settings {
   readonly tls: Options["tls"]
   readonly connectTimeout: number
   readonly pingInterval: number
+  readonly replyTimeout: number
 }
 
 export const defaultUrl = "redis://127.0.0.1:6379"
@@ -53,7 +54,8 @@ export const resolve = <E>(options: Options, fail: (message: string) => E): Effe
       where: `${parsed.protocol}//${parsed.host}`,
       tls: options.tls,
       connectTimeout: yield* millis(options.connectTimeout, 10_000, "connectTimeout", fail),
-      pingInterval: yield* millis(options.pingInterval, 5_000, "pingInterval", fail)
+      pingInterval: yield* millis(options.pingInterval, 5_000, "pingInterval", fail),
+      replyTimeout: yield* millis(options.replyTimeout, 2_000, "replyTimeout", fail)
     }
   })
 
@@ -70,7 +72,7 @@ export const create = (settings: Settings) =>
   createClient({
     url: settings.url,
     disableOfflineQueue: true,
-    pingInterval: settings.pingInterval,
+    // the pings are `watch`'s, which also bound the reply
     socket: {
       reconnectStrategy: backoff,
       connectTimeout: settings.connectTimeout,
@@ -79,6 +81,52 @@ export const create = (settings: Settings) =>
   })
 
 export type Client = ReturnType<typeof create>
+
+/** What `watch` tells: Redis stopped answering, or answers again. */
+export interface Watcher {
+  readonly onHung: (cause: Error) => void
+  readonly onAnswer: () => void
+}
+
+/**
+ * Pings `client` every `pingInterval` while it is connected, and calls
+ * `onHung` when a PING gets no reply within `replyTimeout`: a Redis that
+ * holds the connection open but answers nothing (a stopped process, a host
+ * gone without a reset) is noticed, which neither the socket nor TCP
+ * keepalive does. A reply, however late, calls `onAnswer`. Returns the stop.
+ */
+export const watch = (client: Client, settings: Settings, watcher: Watcher): (() => void) => {
+  let outstanding = false
+  let hung = false
+  const probe = () => {
+    if (outstanding || !client.isReady) return
+    outstanding = true
+    const timer = setTimeout(() => {
+      if (hung) return
+      hung = true
+      watcher.onHung(new Error(`no reply to PING within ${settings.replyTimeout} ms`))
+    }, settings.replyTimeout)
+    timer.unref()
+    client.sendCommand(["PING"]).then(
+      () => {
+        clearTimeout(timer)
+        outstanding = false
+        if (!hung) return
+        hung = false
+        watcher.onAnswer()
+      },
+      // the connection failed: its own error and reconnection report it
+      () => {
+        clearTimeout(timer)
+        outstanding = false
+        hung = false
+      }
+    )
+  }
+  const interval = setInterval(probe, settings.pingInterval)
+  interval.unref()
+  return () => clearInterval(interval)
+}
 
 /** Connects the clients, or fails when Redis does not answer within the connect timeout. */
 export const connect = <E>(
