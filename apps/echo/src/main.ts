@@ -53,7 +53,8 @@ const settings = Config.all({
   maxConnectionsPerIp: Config.Int("MAX_CONNECTIONS_PER_IP").pipe(Config.withDefault(64)),
   workers: Config.Int("WORKERS").pipe(Config.withDefault(NodeWorkerPool.defaultSize())),
   niceness: Config.Int("WORKER_NICENESS").pipe(Config.withDefault(NodeWorkerPool.defaultNiceness)),
-  jobRounds: Config.Int("JOB_ROUNDS").pipe(Config.withDefault(20_000))
+  jobRounds: Config.Int("JOB_ROUNDS").pipe(Config.withDefault(20_000)),
+  compression: Config.Boolean("COMPRESSION").pipe(Config.withDefault(false))
 })
 
 // 3. The server layer.
@@ -65,7 +66,7 @@ const EchoServer = Layer.unwrap(
         `closeAfterNoPong=${Duration.format(s.closeAfterNoPong)} ` +
         `idleTimeout=${Option.match(s.idleTimeout, { onNone: () => "off", onSome: Duration.format })} ` +
         `maxMessageBytes=${s.maxMessageBytes} maxConnectionsPerIp=${s.maxConnectionsPerIp} ` +
-        `workers=${s.workers} workerNiceness=${s.niceness} jobRounds=${s.jobRounds}`
+        `workers=${s.workers} workerNiceness=${s.niceness} jobRounds=${s.jobRounds} compression=${s.compression}`
     )
     return NodeServer.layer({
       port: s.port,
@@ -74,7 +75,9 @@ const EchoServer = Layer.unwrap(
       keepalive: { pingAfter: s.pingAfter, closeAfterNoPong: s.closeAfterNoPong },
       idleTimeout: Option.getOrElse(s.idleTimeout, () => false as const),
       maxMessageBytes: s.maxMessageBytes,
-      maxConnectionsPerIp: s.maxConnectionsPerIp
+      maxConnectionsPerIp: s.maxConnectionsPerIp,
+      // permessage-deflate with ws's defaults, for clients that offer it
+      compression: s.compression
     }).pipe(
       // the pool outlives the server: connections close (cancelling their jobs) before it shuts down
       Layer.provide(

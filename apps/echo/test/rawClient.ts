@@ -258,6 +258,8 @@ export interface ConnectOptions {
   readonly path?: string
   /** Default 5000 ms. */
   readonly timeoutMs?: number
+  /** A `Sec-WebSocket-Extensions` offer (e.g. `permessage-deflate; client_max_window_bits`); none by default. */
+  readonly extensions?: string
 }
 
 interface Waiter {
@@ -348,6 +350,7 @@ export class RawClient {
             "Connection: Upgrade\r\n" +
             `Sec-WebSocket-Key: ${key}\r\n` +
             "Sec-WebSocket-Version: 13\r\n" +
+            (options.extensions === undefined ? "" : `Sec-WebSocket-Extensions: ${options.extensions}\r\n`) +
             "\r\n"
         )
       })

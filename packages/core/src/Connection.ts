@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import type { Effect } from "effect"
+import type * as Compression from "./Compression.ts"
 import type { ConnectionError } from "./ConnectionError.ts"
 import type * as Keepalive from "./Keepalive.ts"
 import type { Message } from "./Message.ts"
@@ -112,7 +113,7 @@ export interface Connection<in I = never> {
  * @since 0.1.0
  * @category models
  */
-export interface Options extends Keepalive.Options, Subprotocol.Options {
+export interface Options extends Keepalive.Options, Subprotocol.Options, Compression.Options {
   /**
    * Messages the mailbox holds before the reactor stops reading from the
    * socket (it resumes when the actor takes the batch). Reading also stops

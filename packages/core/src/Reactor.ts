@@ -24,6 +24,7 @@
  */
 import type { Effect } from "effect"
 import type * as Behavior from "./Behavior.ts"
+import type * as Compression from "./Compression.ts"
 import type * as Connection from "./Connection.ts"
 import type * as ConnectionError from "./ConnectionError.ts"
 import type * as Keepalive from "./Keepalive.ts"
@@ -118,6 +119,8 @@ export interface RouteSettings {
   readonly timers: Keepalive.Resolved
   readonly rateLimit: RateLimit.Resolved | undefined
   readonly subprotocol: Subprotocol.Resolved
+  /** permessage-deflate, or `undefined` when off. */
+  readonly compression: Compression.Resolved | undefined
 }
 
 /**

@@ -13,6 +13,7 @@
  */
 import { type Duration, Effect } from "effect"
 import type * as Behavior from "./Behavior.ts"
+import * as Compression from "./Compression.ts"
 import * as Connection from "./Connection.ts"
 import type * as Handshake from "./Handshake.ts"
 import { durationMillis, positiveInteger } from "./internal/settings.ts"
@@ -117,7 +118,8 @@ export const route = <R>(
       maxMessageBytes,
       timers: Keepalive.resolve(options, Keepalive.resolve(base)),
       rateLimit: RateLimit.resolve(options?.rateLimit, RateLimit.resolve(base?.rateLimit)),
-      subprotocol: Subprotocol.resolve(options, base)
+      subprotocol: Subprotocol.resolve(options, base),
+      compression: Compression.resolve(options, base)
     }
   }
 }

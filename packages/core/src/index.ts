@@ -18,6 +18,8 @@ export * as CloseCode from "./CloseCode.ts"
 /** @since 0.1.0 */
 export * as CloseReason from "./CloseReason.ts"
 /** @since 0.1.0 */
+export * as Compression from "./Compression.ts"
+/** @since 0.1.0 */
 export * as Connection from "./Connection.ts"
 /** @since 0.1.0 */
 export * as ConnectionError from "./ConnectionError.ts"

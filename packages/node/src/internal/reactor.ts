@@ -12,6 +12,7 @@
 import type { Socket } from "node:net"
 import { ConnectionError, type PreparedMessage, type Reactor } from "@switchboard/core"
 import { WebSocket } from "ws"
+import * as Deflate from "./deflate.ts"
 
 /** Counters shared by the transports of one server. */
 export interface ReactorStats {
@@ -20,6 +21,12 @@ export interface ReactorStats {
 }
 
 const noStats: ReactorStats = { pauses: 0 }
+
+/** What of ws's WebSocket the compressed fan-out reads: the negotiated extension and the sender's state (0: idle). */
+interface WsInternals {
+  readonly _extensions: { readonly "permessage-deflate"?: Deflate.Negotiated }
+  readonly _sender: { readonly _state: number }
+}
 
 /** A ws connection that is also its actor's outbound writer. */
 export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
@@ -36,8 +43,22 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
     super.send(message)
   }
   sendPrepared(prepared: PreparedMessage.PreparedMessage): void {
-    // the frame is complete; ws's Sender keeps no state between frames without compression
     if (this.readyState !== WebSocket.OPEN) return
+    const internals = this as unknown as WsInternals
+    const deflate = internals._extensions["permessage-deflate"]
+    if (deflate !== undefined) {
+      // a compressed frame shared by every subscriber that negotiated no context takeover, written
+      // straight only while ws has no compression of this socket's own in progress (order holds)
+      const shared =
+        deflate.params.server_no_context_takeover === true && internals._sender._state === 0
+          ? Deflate.sharedFrame(prepared, deflate)
+          : undefined
+      if (shared === undefined) return this.send(prepared.message)
+      corkForTurn(this)
+      this.rawSocket!.write(shared)
+      return
+    }
+    // the frame is complete; ws's Sender keeps no state between frames without compression
     corkForTurn(this)
     this.rawSocket!.write(prepared.bytes)
   }

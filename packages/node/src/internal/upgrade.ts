@@ -12,6 +12,7 @@ import * as Tls from "node:tls"
 import { Admission, type Handshake, type Reactor, type ServerOptions } from "@switchboard/core"
 import { Effect, Metric } from "effect"
 import { WebSocketServer } from "ws"
+import * as Deflate from "./deflate.ts"
 import { attach, type ReactorStats, SwitchboardSocket } from "./reactor.ts"
 
 /** Writes a plain HTTP response on a raw socket and closes it. */
@@ -116,7 +117,7 @@ export const mount = <R>(
         new WebSocketServer({
           noServer: true,
           clientTracking: false,
-          perMessageDeflate: false,
+          perMessageDeflate: Deflate.wsOptions(route.settings.compression),
           maxPayload: route.settings.maxMessageBytes,
           // never ws's default (the client's first offer): what the route speaks, negotiated in core
           handleProtocols,
