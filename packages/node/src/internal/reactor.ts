@@ -53,7 +53,10 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
         deflate.params.server_no_context_takeover === true && internals._sender._state === 0
           ? Deflate.sharedFrame(prepared, deflate)
           : undefined
-      if (shared === undefined) return this.send(prepared.message)
+      if (shared === undefined) {
+        this.send(prepared.message)
+        return
+      }
       corkForTurn(this)
       this.rawSocket!.write(shared)
       return
