@@ -14,8 +14,16 @@ const host = process.env.HOST ?? "127.0.0.1"
 const server = Http.createServer((_req, res) => {
   res.writeHead(426).end()
 })
-const echo = new WebSocketServer({ noServer: true, perMessageDeflate: false })
-const broadcast = new WebSocketServer({ noServer: true, perMessageDeflate: false })
+// COMPRESSION: off (default), on (ws's defaults), nocontext (no context takeover both ways), as the bench server
+const compression = process.env.COMPRESSION ?? "off"
+const perMessageDeflate =
+  compression === "on"
+    ? true
+    : compression === "nocontext"
+      ? { serverNoContextTakeover: true, clientNoContextTakeover: true }
+      : false
+const echo = new WebSocketServer({ noServer: true, perMessageDeflate })
+const broadcast = new WebSocketServer({ noServer: true, perMessageDeflate })
 const subscribers = new Set<WebSocket>()
 
 echo.on("connection", (ws) => {

@@ -8,7 +8,9 @@
  *   PORT=9001 HOST=127.0.0.1 [REACTORS=2] [BACKPLANE=redis REDIS_URL=…] node apps/bench/src/server.ts
  *
  * BACKPLANE=redis (default memory) carries `/broadcast` over the Redis at
- * REDIS_URL, so that clients of several servers share it.
+ * REDIS_URL, so that clients of several servers share it. COMPRESSION=on or
+ * nocontext (default off) turns on permessage-deflate, with context takeover
+ * or without it both ways.
  */
 import { Behavior, Hub } from "@switchboard/core"
 import { NodeReactors, NodeServer } from "@switchboard/node"
@@ -32,12 +34,27 @@ const Broadcast = Behavior.make({
     })
 })
 
+/** COMPRESSION: off (default), on (ws's defaults: context takeover), nocontext (each message on its own, both ways). */
+const compressionOf = {
+  off: false,
+  on: true,
+  nocontext: { serverNoContextTakeover: true, clientNoContextTakeover: true }
+} as const
+
 const Server = Layer.unwrap(
   Effect.gen(function* () {
     const port = yield* Config.Port("PORT").pipe(Config.withDefault(9001))
     const host = yield* Config.String("HOST").pipe(Config.withDefault("127.0.0.1"))
     const backplane = yield* Config.Literals(["memory", "redis"], "BACKPLANE").pipe(Config.withDefault("memory"))
-    return NodeServer.layer({ port, host, routes: { "/echo": Echo, "/broadcast": Broadcast } }).pipe(
+    const compression = yield* Config.Literals(["off", "on", "nocontext"], "COMPRESSION").pipe(
+      Config.withDefault("off")
+    )
+    return NodeServer.layer({
+      port,
+      host,
+      routes: { "/echo": Echo, "/broadcast": Broadcast },
+      compression: compressionOf[compression]
+    }).pipe(
       Layer.provide(Hub.layer()),
       Layer.provide(backplane === "redis" ? RedisBackplane.layerConfig() : NodeReactors.layerBackplane)
     )
