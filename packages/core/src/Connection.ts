@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import type { Effect } from "effect"
+import type { Effect, Stream } from "effect"
 import type * as Compression from "./Compression.ts"
 import type { ConnectionError } from "./ConnectionError.ts"
 import type * as Keepalive from "./Keepalive.ts"
@@ -70,6 +70,32 @@ export interface Connection<in I = never> {
    * socket drains. On a connection that is no longer open it does nothing.
    */
   send(message: Message): Effect.Effect<void>
+  /**
+   * Sends one long message from a stream of chunks, as fragments, so the
+   * whole message never sits in memory. It is text if its first chunk is a
+   * string and binary otherwise, unless `options.binary` says; a binary
+   * message takes strings as their UTF-8, a text message takes bytes that
+   * decode as UTF-8 (split characters are joined across chunks). Each chunk
+   * waits, like `send`, while more than `highWaterMark` bytes are buffered.
+   *
+   * Meanwhile the connection's other writes (`send` from another fiber, the
+   * hub's broadcasts) are held and follow the message in order: data frames
+   * never interleave. Held bytes count in `bufferedAmount`. Another
+   * `sendStream` waits for this one.
+   *
+   * If the stream fails (or the effect is interrupted) after the message's
+   * first fragment went out, the message cannot be finished: the connection
+   * closes with 1011 and the effect fails with the stream's error. Before
+   * that (the first chunk is held back until the second arrives, so a
+   * one-chunk stream is an ordinary message), nothing was sent and the
+   * connection stays open. An empty stream sends an empty message. On a
+   * connection that closes, it stops reading the stream and succeeds, as
+   * `send` does nothing.
+   */
+  sendStream<E, R>(
+    stream: Stream.Stream<Message, E, R>,
+    options?: SendStreamOptions
+  ): Effect.Effect<void, E | ConnectionError, R>
   /** Sends a ping frame. */
   readonly ping: Effect.Effect<void>
   /**
@@ -105,6 +131,17 @@ export interface Connection<in I = never> {
    * uses it to end subscriptions with the connection.
    */
   addFinalizer(finalizer: Effect.Effect<void>): Effect.Effect<void>
+}
+
+/**
+ * Options of `sendStream`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SendStreamOptions {
+  /** Binary (`true`) or text (`false`). Default: text if the first chunk is a string. */
+  readonly binary?: boolean
 }
 
 /**

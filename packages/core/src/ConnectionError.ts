@@ -97,6 +97,18 @@ export class RateLimited extends Data.TaggedError("RateLimited")<{
 }> {}
 
 /**
+ * `sendStream` was given a chunk that cannot be part of its message: bytes
+ * that are not valid UTF-8 in a text message. The message is cut off: the
+ * connection closes with 1011 once its first fragment has gone out.
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class InvalidStream extends Data.TaggedError("InvalidStream")<{
+  readonly message: string
+}> {}
+
+/**
  * Every reason a `ConnectionError` can carry.
  *
  * @since 0.1.0
@@ -111,6 +123,7 @@ export type Reason =
   | NotOpen
   | InvalidClose
   | RateLimited
+  | InvalidStream
 
 /**
  * The error of a connection operation or of the connection itself.
@@ -163,5 +176,7 @@ export const closeCodeOf = (reason: Reason): number => {
       return CloseCode.TryAgainLater
     case "RateLimited":
       return CloseCode.PolicyViolation
+    case "InvalidStream":
+      return CloseCode.InternalError
   }
 }

@@ -52,6 +52,15 @@ import type * as Subprotocol from "./Subprotocol.ts"
 export interface Transport {
   /** Writes a text (`string`) or binary (`Uint8Array`) message as one frame. */
   send(message: Message): void
+  /**
+   * Writes one fragment of a long message (`conn.sendStream`): the first
+   * fragment after a `fin` one (or the connection's first) opens a message of
+   * the data's kind, text for a `string` and binary for a `Uint8Array`; the
+   * following ones continue it; the one with `fin` ends it. A first fragment
+   * with `fin` is an ordinary message. The actor writes nothing else but
+   * pings and a close between the fragments of a message.
+   */
+  sendFragment(data: Message, fin: boolean): void
   /** Writes a message that was framed once for many sockets (`prepared.bytes` as they are). */
   sendPrepared(prepared: PreparedMessage): void
   /** Sends a ping frame. */

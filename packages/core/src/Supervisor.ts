@@ -92,6 +92,7 @@ export interface Supervisor<R> {
  * // a reactor's transport; this one prints what the actor writes
  * const transport: Reactor.Transport = {
  *   send: (message) => console.log("out:", message),
+ *   sendFragment: (data, fin) => console.log("out:", data, fin ? "(end)" : "…"),
  *   sendPrepared: () => {},
  *   ping: () => {},
  *   close: () => {},

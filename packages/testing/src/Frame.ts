@@ -14,6 +14,13 @@ import { Message } from "@switchboard/core"
 export type Frame =
   | { readonly _tag: "Text"; readonly text: string }
   | { readonly _tag: "Binary"; readonly data: Uint8Array }
+  /**
+   * One fragment of a streamed message (`conn.sendStream`): text for a
+   * string, binary for bytes; `fin` on the last one. `TestClient.next`
+   * joins them into one `Text` or `Binary` frame; `nextFrame` reads them
+   * one by one.
+   */
+  | { readonly _tag: "Fragment"; readonly data: string | Uint8Array; readonly fin: boolean }
   | { readonly _tag: "Ping" }
   | { readonly _tag: "Close"; readonly code: number; readonly reason: string }
 
@@ -30,6 +37,8 @@ export const describe = (frame: Frame | undefined): string => {
       return `Text(${JSON.stringify(frame.text.length > 60 ? `${frame.text.slice(0, 60)}…` : frame.text)})`
     case "Binary":
       return `Binary(${frame.data.byteLength} bytes)`
+    case "Fragment":
+      return `Fragment(${typeof frame.data === "string" ? "text" : "binary"}, ${Message.byteLength(frame.data)} bytes${frame.fin ? ", fin" : ""})`
     case "Ping":
       return "Ping"
     case "Close":
@@ -49,6 +58,8 @@ export const byteLength = (frame: Frame): number => {
       return Message.byteLength(frame.text)
     case "Binary":
       return frame.data.byteLength
+    case "Fragment":
+      return Message.byteLength(frame.data)
     case "Ping":
       return 2
     case "Close":

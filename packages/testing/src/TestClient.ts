@@ -92,8 +92,17 @@ export interface TestClient<I = never> {
   close(code?: number, reason?: string): Effect.Effect<void>
   /** Drops the TCP connection without a close frame (the server sees 1006). */
   readonly drop: Effect.Effect<void>
-  /** The next frame from the server; waits for one. Fails if the connection closes with nothing left to read. */
+  /**
+   * The next frame from the server; waits for one. Fails if the connection
+   * closes with nothing left to read. A streamed message (`sendStream`) is
+   * read whole, as one `Text` or `Binary` frame, its fragments taken as they
+   * arrive (so its backpressure is real); a ping that came between its
+   * fragments is read after it, and a close frame in the middle discards the
+   * unfinished message (as a browser does) and is returned.
+   */
   readonly next: Effect.Effect<Frame.Frame, UnexpectedFrame>
+  /** The next frame as it was written: a streamed message's fragments one by one. */
+  readonly nextFrame: Effect.Effect<Frame.Frame, UnexpectedFrame>
   /** Reads the next frame, which must be a text message. */
   readonly expectText: Effect.Effect<string, UnexpectedFrame>
   /** Reads the next frame, which must be a binary message. */
@@ -151,15 +160,44 @@ export const connect = <I, R>(
   })
 
 const makeClient = <I>(transport: MemoryTransport, actor: Reactor.Actor): TestClient<I> => {
-  const next: Effect.Effect<Frame.Frame, UnexpectedFrame> = Effect.callback((resume) => {
+  /** Frames read while joining a streamed message (a ping between its fragments), returned next. */
+  const later: Array<Frame.Frame> = []
+  const nextFrame: Effect.Effect<Frame.Frame, UnexpectedFrame> = Effect.callback((resume) => {
     const attempt = (): void => {
-      const frame = transport.take()
+      const frame = later.shift() ?? transport.take()
       if (frame !== undefined) resume(Effect.succeed(frame))
       else if (transport.closed !== undefined) {
         resume(Effect.fail(new UnexpectedFrame({ expected: "a frame", actual: describe(undefined) })))
       } else transport.onFrame(attempt)
     }
     attempt()
+  })
+  const next: Effect.Effect<Frame.Frame, UnexpectedFrame> = Effect.flatMap(nextFrame, (first) => {
+    if (first._tag !== "Fragment" || first.fin)
+      return Effect.succeed(first._tag === "Fragment" ? whole([first]) : first)
+    const parts = [first]
+    const more: Effect.Effect<Frame.Frame, UnexpectedFrame> = Effect.flatMap(
+      Effect.callback<Frame.Frame, UnexpectedFrame>((resume) => {
+        const attempt = (): void => {
+          const frame = transport.take()
+          if (frame !== undefined) resume(Effect.succeed(frame))
+          else if (transport.closed !== undefined) {
+            resume(Effect.fail(new UnexpectedFrame({ expected: "the rest of a message", actual: describe(undefined) })))
+          } else transport.onFrame(attempt)
+        }
+        attempt()
+      }),
+      (frame): Effect.Effect<Frame.Frame, UnexpectedFrame> => {
+        if (frame._tag === "Close") return Effect.succeed(frame)
+        if (frame._tag !== "Fragment") {
+          later.push(frame)
+          return more
+        }
+        parts.push(frame)
+        return frame.fin ? Effect.succeed(whole(parts)) : more
+      }
+    )
+    return more
   })
   const expect = <A>(expected: string, pick: (frame: Frame.Frame) => A | undefined) =>
     Effect.flatMap(next, (frame) => {
@@ -177,6 +215,7 @@ const makeClient = <I>(transport: MemoryTransport, actor: Reactor.Actor): TestCl
     close: (code = 1000, reason = "") => Effect.sync(() => transport.clientCloses(code, reason)),
     drop: Effect.sync(() => transport.clientDrop()),
     next,
+    nextFrame,
     expectText: expect("a text message", (f) => (f._tag === "Text" ? f.text : undefined)),
     expectBinary: expect("a binary message", (f) => (f._tag === "Binary" ? f.data : undefined)),
     expectPing: expect("a ping", (f) => (f._tag === "Ping" ? true : undefined)).pipe(Effect.asVoid),
@@ -205,4 +244,17 @@ const makeClient = <I>(transport: MemoryTransport, actor: Reactor.Actor): TestCl
     }),
     finished: actor.finished
   }
+}
+
+/** A streamed message's fragments as the one frame a client delivers. */
+const whole = (parts: ReadonlyArray<Extract<Frame.Frame, { _tag: "Fragment" }>>): Frame.Frame => {
+  if (typeof parts[0]!.data === "string")
+    return { _tag: "Text", text: parts.map((part) => part.data as string).join("") }
+  const data = new Uint8Array(parts.reduce((total, part) => total + (part.data as Uint8Array).byteLength, 0))
+  let at = 0
+  for (const part of parts) {
+    data.set(part.data as Uint8Array, at)
+    at += (part.data as Uint8Array).byteLength
+  }
+  return { _tag: "Binary", data }
 }

@@ -17,20 +17,21 @@
  * `finished`. An idle actor with nothing to run leaves at once, without a
  * fiber.
  */
-import { type Cause, type Context, Effect, type Exit, type Fiber } from "effect"
+import { type Cause, type Context, Effect, type Exit, type Fiber, type Semaphore, type Stream } from "effect"
 import type * as Behavior from "../Behavior.ts"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
 import type * as Connection from "../Connection.ts"
 import * as ConnectionError from "../ConnectionError.ts"
 import type * as Handshake from "../Handshake.ts"
-import type { Message } from "../Message.ts"
+import * as Message from "../Message.ts"
 import type { PreparedMessage } from "../PreparedMessage.ts"
 import type { RouteSettings, Transport } from "../Reactor.ts"
 import { handlersOf } from "./behavior.ts"
 import { wake } from "./drain.ts"
 import { Finalizers } from "./finalizers.ts"
 import { Closed, Drained, Mailbox, Open, type Signal } from "./mailbox.ts"
+import { sendStream } from "./outboundStream.ts"
 import { admitUnsafe, TokenBucket } from "./tokenBucket.ts"
 
 /** What an actor shares with its siblings: the supervisor's side. */
@@ -108,6 +109,13 @@ export class ActorImpl implements Connection.Connection<unknown> {
    * and any `submit` it is blocked in, without waiting for its batch.
    */
   private closeWatchers: Array<() => void> | undefined = undefined
+  /** Set while `sendStream` writes a message: other writes wait in `held` (data frames never interleave). */
+  streaming = false
+  /** Writes held while a message is streamed, in order, with their bytes. */
+  private held: Array<Message.Message | PreparedMessage> | undefined = undefined
+  private heldBytes = 0
+  /** One `sendStream` at a time; made by the first. */
+  streamLock: Semaphore.Semaphore | undefined = undefined
   /** The route's rate limit; undefined on routes without one. */
   private readonly bucket: TokenBucket | undefined
 
@@ -155,14 +163,15 @@ export class ActorImpl implements Connection.Connection<unknown> {
   get isOpen(): boolean {
     return this.phase === phases.open
   }
+  /** What the socket buffers, and the writes held behind a streamed message. */
   get bufferedAmount(): number {
-    return this.transport.bufferedAmount
+    return this.transport.bufferedAmount + this.heldBytes
   }
 
   // ---------------------------------------------------------------- reactor side
 
   /** A message from the peer. Pauses the socket when the mailbox is full. */
-  receiveUnsafe(message: Message): void {
+  receiveUnsafe(message: Message.Message): void {
     this.lastIn = this.lastMessage = this.host.now
     if (this.phase === phases.closed || this.crashed) return
     if (this.bucket !== undefined && !admitUnsafe(this, this.bucket, message)) return
@@ -199,6 +208,12 @@ export class ActorImpl implements Connection.Connection<unknown> {
     if (this.phase === phases.closed) watcher()
     else if (this.closeWatchers === undefined) this.closeWatchers = [watcher]
     else this.closeWatchers.push(watcher)
+  }
+
+  /** Forgets a watcher that is no longer needed. */
+  unwatchClosedUnsafe(watcher: () => void): void {
+    const at = this.closeWatchers?.indexOf(watcher) ?? -1
+    if (at >= 0) this.closeWatchers!.splice(at, 1)
   }
 
   drainUnsafe(): void {
@@ -266,24 +281,68 @@ export class ActorImpl implements Connection.Connection<unknown> {
 
   // ---------------------------------------------------------------- behaviour side
 
-  send(message: Message): Effect.Effect<void> {
+  send(message: Message.Message): Effect.Effect<void> {
     return Effect.suspend(() => {
       if (this.phase !== phases.open) return Effect.void
-      this.transport.send(message)
+      if (this.streaming) this.hold(message, Message.byteLength(message))
+      else this.transport.send(message)
       this.lastOut = this.host.now
-      if (this.transport.bufferedAmount <= this.settings.highWaterMark) return Effect.void
+      if (this.bufferedAmount <= this.settings.highWaterMark) return Effect.void
       if (this.handlers.onDrain !== undefined) this.afterWrite()
       return this.untilBuffered(this.settings.highWaterMark)
     })
   }
 
-  /** Suspends until at most `bytes` are buffered (or the socket closes), checking at each drain. */
-  private untilBuffered(bytes: number): Effect.Effect<void> {
+  sendStream<E, R>(
+    stream: Stream.Stream<Message.Message, E, R>,
+    options?: Connection.SendStreamOptions
+  ): Effect.Effect<void, E | ConnectionError.ConnectionError, R> {
+    return sendStream(this, stream, options)
+  }
+
+  /** One fragment of a streamed message; false when the connection is no longer open. */
+  writeFragmentUnsafe(data: Message.Message, fin: boolean): boolean {
+    if (this.phase !== phases.open) return false
+    this.transport.sendFragment(data, fin)
+    this.lastOut = this.host.now
+    if (this.handlers.onDrain !== undefined) this.afterWrite()
+    return true
+  }
+
+  private hold(write: Message.Message | PreparedMessage, bytes: number): void {
+    ;(this.held ??= []).push(write)
+    this.heldBytes += bytes
+  }
+
+  /** The streamed message ended: the held writes go out in order (dropped if the connection is no longer open). */
+  endStreamUnsafe(): void {
+    this.streaming = false
+    const held = this.held
+    if (held === undefined) return
+    this.held = undefined
+    this.heldBytes = 0
+    if (this.phase === phases.open) {
+      for (const write of held) {
+        if (Message.isMessage(write)) this.transport.send(write)
+        else this.transport.sendPrepared(write)
+      }
+    }
+    // whoever waits for room counted the held bytes: look again
+    this.drainUnsafe()
+  }
+
+  /**
+   * Suspends until at most `bytes` are buffered (or the socket closes),
+   * checking at each drain; `socketOnly` leaves out the held writes (which
+   * wait for the stream that is waiting here).
+   */
+  untilBuffered(bytes: number, socketOnly = false): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
       let done = false
       const attempt = () => {
         if (done) return
-        if (this.phase === phases.closed || this.transport.bufferedAmount <= bytes) {
+        const buffered = socketOnly ? this.transport.bufferedAmount : this.bufferedAmount
+        if (this.phase === phases.closed || buffered <= bytes) {
           done = true
           resume(Effect.void)
           return
@@ -324,7 +383,8 @@ export class ActorImpl implements Connection.Connection<unknown> {
   /** The hub's fan-out write: synchronous, never waits; false when the connection is not open. */
   sendPreparedUnsafe(prepared: PreparedMessage): boolean {
     if (this.phase !== phases.open) return false
-    this.transport.sendPrepared(prepared)
+    if (this.streaming) this.hold(prepared, prepared.bytes.byteLength)
+    else this.transport.sendPrepared(prepared)
     this.lastOut = this.host.now
     if (this.handlers.onDrain !== undefined) this.afterWrite()
     return true

@@ -42,6 +42,10 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
     corkForTurn(this)
     super.send(message)
   }
+  sendFragment(data: string | Uint8Array, fin: boolean): void {
+    corkForTurn(this)
+    super.send(data, { fin, binary: typeof data !== "string" })
+  }
   sendPrepared(prepared: PreparedMessage.PreparedMessage): void {
     if (this.readyState !== WebSocket.OPEN) return
     const internals = this as unknown as WsInternals

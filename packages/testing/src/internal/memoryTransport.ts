@@ -35,6 +35,9 @@ export class MemoryTransport implements Reactor.Transport {
   send(message: Message.Message): void {
     this.deliver(typeof message === "string" ? { _tag: "Text", text: message } : { _tag: "Binary", data: message })
   }
+  sendFragment(data: Message.Message, fin: boolean): void {
+    this.deliver({ _tag: "Fragment", data, fin })
+  }
   ping(): void {
     this.deliver({ _tag: "Ping" })
   }
