@@ -222,7 +222,7 @@ const json = (bytes: number, seed: number): Buffer => {
     })
     text = JSON.stringify(items)
   }
-  return Buffer.from(text.slice(0, bytes - 1) + "]")
+  return Buffer.from(`${text.slice(0, bytes - 1)}]`)
 }
 
 // ---------------------------------------------------------------- cases

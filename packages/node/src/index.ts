@@ -6,6 +6,10 @@
  */
 
 /** @since 0.1.0 */
+export * as NodeClient from "./NodeClient.ts"
+/** @since 0.1.0 */
+export * as NodeClientError from "./NodeClientError.ts"
+/** @since 0.1.0 */
 export * as NodeReactors from "./NodeReactors.ts"
 /** @since 0.1.0 */
 export * as NodeServer from "./NodeServer.ts"

@@ -22,8 +22,9 @@ export interface ReactorStats {
 
 const noStats: ReactorStats = { pauses: 0 }
 
-/** What of ws's WebSocket the compressed fan-out reads: the negotiated extension and the sender's state (0: idle). */
+/** What of ws's WebSocket the fan-out reads: which side it is, the negotiated extension and the sender's state (0: idle). */
 interface WsInternals {
+  readonly _isServer: boolean
   readonly _extensions: { readonly "permessage-deflate"?: Deflate.Negotiated }
   readonly _sender: { readonly _state: number }
 }
@@ -49,6 +50,11 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
   sendPrepared(prepared: PreparedMessage.PreparedMessage): void {
     if (this.readyState !== WebSocket.OPEN) return
     const internals = this as unknown as WsInternals
+    // a client masks every frame: the shared, unmasked bytes are a server's
+    if (!internals._isServer) {
+      this.send(prepared.message)
+      return
+    }
     const deflate = internals._extensions["permessage-deflate"]
     if (deflate !== undefined) {
       // a compressed frame shared by every subscriber that negotiated no context takeover, written
