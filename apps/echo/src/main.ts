@@ -4,7 +4,10 @@
  * On `/jobs`, each binary message starts a CPU-bound job (`jobs.ts`: its
  * SHA-256, JOB_ROUNDS times) on the worker pool and the digest comes back as
  * text, while the connection (and every other) keeps answering; text is
- * echoed there too.
+ * echoed there too. On `/stream`, each message is received as a stream
+ * (`onStream`) and echoed as one, fragment by fragment as it arrives, so a
+ * message of any size up to MAX_MESSAGE_BYTES passes through without ever
+ * being held whole (that route never compresses).
  *
  *   PORT=8080 HOST=127.0.0.1 node apps/echo/src/main.ts
  *
@@ -26,6 +29,11 @@ import { Handlers, Hash } from "./jobs.ts"
 // 1. The behaviours. /echo: text stays text, binary stays binary.
 const Echo = Behavior.make({
   onMessage: (conn, message) => conn.send(message)
+})
+
+// /stream: the same echo, one piece at a time; the reply is a streamed message too
+const StreamEcho = Behavior.make({
+  onStream: (conn, message) => conn.sendStream(message.chunks, { binary: message._tag === "Binary" })
 })
 
 // /jobs: a binary message is hashed on the pool; the digest arrives in onInfo
@@ -71,7 +79,12 @@ const EchoServer = Layer.unwrap(
     return NodeServer.layer({
       port: s.port,
       host: s.host,
-      routes: { "/echo": Echo, "/jobs": HashJobs(s.jobRounds) },
+      routes: {
+        "/echo": Echo,
+        "/jobs": HashJobs(s.jobRounds),
+        // messages received as streams cannot be inflated piecewise: no permessage-deflate here
+        "/stream": { behavior: StreamEcho, compression: false }
+      },
       keepalive: { pingAfter: s.pingAfter, closeAfterNoPong: s.closeAfterNoPong },
       idleTimeout: Option.getOrElse(s.idleTimeout, () => false as const),
       maxMessageBytes: s.maxMessageBytes,

@@ -271,6 +271,8 @@ interface Waiter {
 export class RawClient {
   readonly socket: Net.Socket
   readonly handshake: HandshakeResponse
+  /** The path it connected to. */
+  readonly path: string
   /** Resolves when the server half-closes TCP (its FIN arrived). */
   readonly ended: Promise<void>
   /** Resolves when the TCP socket is fully closed. */
@@ -282,9 +284,10 @@ export class RawClient {
   private readonly waiters: Array<Waiter> = []
   private isClosed = false
 
-  private constructor(socket: Net.Socket, handshake: HandshakeResponse, rest: Buffer) {
+  private constructor(socket: Net.Socket, handshake: HandshakeResponse, rest: Buffer, path: string) {
     this.socket = socket
     this.handshake = handshake
+    this.path = path
     this.ended = new Promise<void>((resolve) => socket.once("end", () => resolve()))
     this.closed = new Promise<void>((resolve) => {
       socket.once("close", () => {
@@ -337,7 +340,7 @@ export class RawClient {
           if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim())
         }
         const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? Number.NaN)
-        resolve(new RawClient(socket, { statusLine, status, headers, key }, head.subarray(end + 4)))
+        resolve(new RawClient(socket, { statusLine, status, headers, key }, head.subarray(end + 4), path))
       }
       socket.on("data", onData)
       socket.once("error", onError)

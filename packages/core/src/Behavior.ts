@@ -4,6 +4,9 @@
  *
  * - `init` builds the state when the connection opens (it may send a welcome);
  * - `onMessage` handles a text (`string`) or binary (`Uint8Array`) message;
+ * - `onStream`, instead of `onMessage`, receives each message as a stream of
+ *   chunks as its fragments arrive (`StreamedMessage`): for uploads too big
+ *   to hold whole;
  * - `onInfo` handles what other code `tell`s this connection;
  * - `onPing` sees each ping from the peer (the reactor answers it with a
  *   pong by itself; a ping that finds the mailbox full is not reported);
@@ -24,6 +27,7 @@ import type { Effect } from "effect"
 import type { CloseReason } from "./CloseReason.ts"
 import type { Connection } from "./Connection.ts"
 import type { Message } from "./Message.ts"
+import type { StreamedMessage } from "./StreamedMessage.ts"
 
 /**
  * The callbacks of a behaviour over state `S`, info messages `I`, errors `E`
@@ -35,6 +39,12 @@ import type { Message } from "./Message.ts"
 export interface Handlers<S, I, E, R> {
   readonly init?: (conn: Connection<I>) => Effect.Effect<S, E, R>
   readonly onMessage?: (conn: Connection<I>, message: Message, state: S) => Effect.Effect<S, E, R>
+  /**
+   * Receives every message as a stream instead (a behaviour has `onMessage`
+   * or `onStream`, not both). The stream is read within the call; what is
+   * left unread when it returns is discarded.
+   */
+  readonly onStream?: (conn: Connection<I>, message: StreamedMessage, state: S) => Effect.Effect<S, E, R>
   readonly onInfo?: (conn: Connection<I>, info: I, state: S) => Effect.Effect<S, E, R>
   readonly onPing?: (conn: Connection<I>, payload: Uint8Array, state: S) => Effect.Effect<S, E, R>
   readonly onDrain?: (conn: Connection<I>, state: S) => Effect.Effect<S, E, R>

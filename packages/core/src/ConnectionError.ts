@@ -109,6 +109,18 @@ export class InvalidStream extends Data.TaggedError("InvalidStream")<{
 }> {}
 
 /**
+ * The connection ended before the last fragment of a message received as a
+ * stream (`onStream`) arrived: the peer closed (`code`) or dropped (1006)
+ * mid-message. The message's stream fails with it.
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class Incomplete extends Data.TaggedError("Incomplete")<{
+  readonly code: number
+}> {}
+
+/**
  * Every reason a `ConnectionError` can carry.
  *
  * @since 0.1.0
@@ -124,6 +136,7 @@ export type Reason =
   | InvalidClose
   | RateLimited
   | InvalidStream
+  | Incomplete
 
 /**
  * The error of a connection operation or of the connection itself.
@@ -171,6 +184,7 @@ export const closeCodeOf = (reason: Reason): number => {
       return CloseCode.ProtocolError
     case "SocketFailure":
     case "NotOpen":
+    case "Incomplete":
       return CloseCode.Abnormal
     case "MailboxFull":
       return CloseCode.TryAgainLater

@@ -93,6 +93,8 @@ export interface Transport {
  * @category models
  */
 export interface Actor {
+  /** True on a route that receives messages as streams (`onStream`): deliver with `receiveChunkUnsafe`. */
+  readonly receivesStreams: boolean
   /** The route's `maxMessageBytes`, for the reactor's frame parser. */
   readonly maxMessageBytes: number
   /** Resolves once the actor has run `onClose` and left the supervisor. */
@@ -101,6 +103,14 @@ export interface Actor {
   readonly connection: Connection.Connection<unknown>
   /** A complete message from the peer. The actor pauses the transport when its mailbox is full. */
   receiveUnsafe(message: Message): void
+  /**
+   * On a route that receives streams: a piece of a message's payload as it
+   * arrives (text decoded to a string, binary as bytes). `first` on the
+   * message's first piece, `last` on its final one (both on a message that
+   * arrives whole); empty pieces are allowed. The actor pauses the transport
+   * while too many bytes wait for the behaviour.
+   */
+  receiveChunkUnsafe(chunk: Message, first: boolean, last: boolean): void
   /** Any other inbound frame: counts as activity for keepalive. */
   activityUnsafe(): void
   /** A ping from the peer (the reactor answers it with a pong itself): activity, and `onPing`. */
@@ -130,6 +140,8 @@ export interface RouteSettings {
   readonly subprotocol: Subprotocol.Resolved
   /** permessage-deflate, or `undefined` when off. */
   readonly compression: Compression.Resolved | undefined
+  /** `"stream"` when the behaviour has `onStream`: the reactor then delivers messages in pieces (`receiveChunkUnsafe`). */
+  readonly receive: "message" | "stream"
 }
 
 /**

@@ -16,11 +16,13 @@ import type * as Behavior from "./Behavior.ts"
 import * as Compression from "./Compression.ts"
 import * as Connection from "./Connection.ts"
 import type * as Handshake from "./Handshake.ts"
+import { handlersOf } from "./internal/behavior.ts"
 import { durationMillis, positiveInteger } from "./internal/settings.ts"
 import * as Keepalive from "./Keepalive.ts"
 import * as RateLimit from "./RateLimit.ts"
 import type * as Reactor from "./Reactor.ts"
 import { InvalidOptions, ServerError } from "./ServerError.ts"
+import * as StreamedMessage from "./StreamedMessage.ts"
 import * as Subprotocol from "./Subprotocol.ts"
 
 /**
@@ -104,11 +106,25 @@ export const route = <R>(
 ): Reactor.Route<R> => {
   const mailboxCapacity = options?.mailboxCapacity ?? base?.mailboxCapacity ?? Connection.defaultMailboxCapacity
   const highWaterMark = options?.highWaterMark ?? base?.highWaterMark ?? Connection.defaultHighWaterMark
-  const maxMessageBytes = options?.maxMessageBytes ?? base?.maxMessageBytes ?? Connection.defaultMaxMessageBytes
+  const handlers = handlersOf(behavior)
+  const receive = handlers.onStream === undefined ? "message" : "stream"
+  if (receive === "stream" && handlers.onMessage !== undefined) {
+    throw new RangeError("behavior: has both onMessage and onStream; a route receives messages one way")
+  }
+  const maxMessageBytes =
+    options?.maxMessageBytes ??
+    base?.maxMessageBytes ??
+    (receive === "stream" ? StreamedMessage.defaultMaxMessageBytes : Connection.defaultMaxMessageBytes)
   positiveInteger(maxMessageBytes, "maxMessageBytes")
   positiveInteger(mailboxCapacity, "mailboxCapacity")
   if (!Number.isFinite(highWaterMark) || highWaterMark < 16 * 1024) {
     throw new RangeError(`highWaterMark: must be at least 16384 bytes, got ${highWaterMark}`)
+  }
+  const compression = Compression.resolve(options, base)
+  if (receive === "stream" && compression !== undefined) {
+    throw new RangeError(
+      "compression: a route that receives streams (onStream) cannot use permessage-deflate; set compression: false on it"
+    )
   }
   return {
     behavior,
@@ -119,7 +135,8 @@ export const route = <R>(
       timers: Keepalive.resolve(options, Keepalive.resolve(base)),
       rateLimit: RateLimit.resolve(options?.rateLimit, RateLimit.resolve(base?.rateLimit)),
       subprotocol: Subprotocol.resolve(options, base),
-      compression: Compression.resolve(options, base)
+      compression,
+      receive
     }
   }
 }

@@ -48,6 +48,8 @@ export * as ServerError from "./ServerError.ts"
 /** @since 0.1.0 */
 export * as ServerOptions from "./ServerOptions.ts"
 /** @since 0.1.0 */
+export * as StreamedMessage from "./StreamedMessage.ts"
+/** @since 0.1.0 */
 export * as Subprotocol from "./Subprotocol.ts"
 /** @since 0.1.0 */
 export * as Supervisor from "./Supervisor.ts"

@@ -105,6 +105,18 @@ describe("Connection.sendStream", () => {
     })
   )
 
+  it.effect("a byte order mark in UTF-8 bytes of a text message is kept, as every other character", () =>
+    Effect.gen(function* () {
+      const ended = yield* Ref.make<Array<string>>([])
+      const client = yield* TestClient.connect(
+        Streamer(() => Stream.make(new Uint8Array([0xef, 0xbb, 0xbf, 0x61]), "b"), ended, { binary: false }),
+        noTimers
+      )
+      yield* client.send("go")
+      expect(yield* client.expectText).toBe("\uFEFFab")
+    })
+  )
+
   it.effect("a character split between string chunks (a surrogate pair) arrives whole", () =>
     Effect.gen(function* () {
       const ended = yield* Ref.make<Array<string>>([])

@@ -50,6 +50,7 @@ import {
 import { Duration, Effect, Exit, Fiber, Schedule, type Scope } from "effect"
 import * as Deflate from "./internal/deflate.ts"
 import { attach, type ReactorStats, SwitchboardSocket } from "./internal/reactor.ts"
+import { StreamingSocket } from "./internal/streamingReceiver.ts"
 import * as NodeClientError from "./NodeClientError.ts"
 
 /**
@@ -152,14 +153,18 @@ export const connect = <I, R>(
     }
 
     const open: Effect.Effect<Opened, NodeClientError.NodeClientError> = Effect.callback((resume) => {
-      const ws = new SwitchboardSocket(url, [...(options.protocols ?? [])], {
-        ...options.tls,
-        headers: { ...options.headers },
-        handshakeTimeout: checked.handshakeTimeout,
-        perMessageDeflate: Deflate.wsOptions(route.settings.compression),
-        maxPayload: route.settings.maxMessageBytes,
-        followRedirects: false
-      })
+      const ws = new (route.settings.receive === "stream" ? StreamingSocket : SwitchboardSocket)(
+        url,
+        [...(options.protocols ?? [])],
+        {
+          ...options.tls,
+          headers: { ...options.headers },
+          handshakeTimeout: checked.handshakeTimeout,
+          perMessageDeflate: Deflate.wsOptions(route.settings.compression),
+          maxPayload: route.settings.maxMessageBytes,
+          followRedirects: false
+        }
+      )
       let settled = false
       const failed = (message: string, status: number | undefined) => {
         if (settled) return

@@ -82,6 +82,13 @@ export interface TestClient<I = never> {
   readonly connection: Connection.Connection<I>
   /** Sends a text or binary message. While the server has paused reading, it is held back (as TCP would). */
   send(message: Message.Message): Effect.Effect<void>
+  /**
+   * Sends one fragment of a message; `fin` on the last. The kind comes from
+   * the first fragment (text if a string). A route that receives streams
+   * (`onStream`) gets each fragment as a piece of the message's stream as
+   * it is sent; any other route gets the message whole after the last.
+   */
+  sendFragment(data: Message.Message, fin: boolean): Effect.Effect<void>
   /** Sends a ping: it counts as activity for keepalive and reaches `onPing` (a real reactor also answers with a pong, which the kit does not model). */
   readonly ping: Effect.Effect<void>
   /** `ping` with a payload (at most 125 bytes on a real socket). */
@@ -209,6 +216,7 @@ const makeClient = <I>(transport: MemoryTransport, actor: Reactor.Actor): TestCl
   return {
     connection: actor.connection as Connection.Connection<I>,
     send: (message) => Effect.sync(() => transport.clientSend(message)),
+    sendFragment: (data, fin) => Effect.sync(() => transport.clientSendFragment(data, fin)),
     ping: Effect.sync(() => transport.clientPing()),
     pingWith: (payload) => Effect.sync(() => transport.clientPing(payload)),
     pong: Effect.sync(() => transport.clientPong()),

@@ -30,6 +30,7 @@ import type { RouteSettings, Transport } from "../Reactor.ts"
 import { handlersOf } from "./behavior.ts"
 import { wake } from "./drain.ts"
 import { Finalizers } from "./finalizers.ts"
+import { Inbound } from "./inboundStream.ts"
 import { Closed, Drained, Mailbox, Open, type Signal } from "./mailbox.ts"
 import { sendStream } from "./outboundStream.ts"
 import { admitUnsafe, TokenBucket } from "./tokenBucket.ts"
@@ -116,6 +117,12 @@ export class ActorImpl implements Connection.Connection<unknown> {
   private heldBytes = 0
   /** One `sendStream` at a time; made by the first. */
   streamLock: Semaphore.Semaphore | undefined = undefined
+  /** On a route that receives streams: the message whose pieces are arriving. */
+  private receiving: Inbound | undefined = undefined
+  /** Bytes of received pieces that wait for the behaviour, over all its streamed messages. */
+  private inboundBytes = 0
+  /** Reading stopped because `inboundBytes` passed the high-water mark. */
+  private inboundPaused = false
   /** The route's rate limit; undefined on routes without one. */
   private readonly bucket: TokenBucket | undefined
 
@@ -163,6 +170,10 @@ export class ActorImpl implements Connection.Connection<unknown> {
   get isOpen(): boolean {
     return this.phase === phases.open
   }
+  /** True on a route that receives messages as streams (`onStream`). */
+  get receivesStreams(): boolean {
+    return this.settings.receive === "stream"
+  }
   /** What the socket buffers, and the writes held behind a streamed message. */
   get bufferedAmount(): number {
     return this.transport.bufferedAmount + this.heldBytes
@@ -180,6 +191,67 @@ export class ActorImpl implements Connection.Connection<unknown> {
       if (!this.readingPaused) this.transport.pause()
     }
     wake(this)
+  }
+
+  /**
+   * A piece of a message on a route that receives streams. The first piece
+   * queues the message (one mailbox signal, as a whole message would be);
+   * the pieces go to its stream. Reading stops while more than
+   * `highWaterMark` bytes of pieces wait, or the mailbox is full.
+   */
+  receiveChunkUnsafe(chunk: Message.Message, first: boolean, last: boolean): void {
+    this.lastIn = this.lastMessage = this.host.now
+    if (first) {
+      this.receiving = undefined
+      if (this.phase === phases.closed || this.crashed) return
+      const inbound = new Inbound(this, typeof chunk !== "string")
+      this.receiving = inbound
+      if (this.bucket !== undefined && !admitUnsafe(this, this.bucket, chunk)) {
+        // refused by the rate limit: its pieces are read and dropped
+        inbound.discard()
+      } else {
+        const mailbox = (this.mailbox ??= new Mailbox())
+        if (mailbox.pushSignal({ _tag: "Streamed", inbound }, this.settings.mailboxCapacity)) this.pauseFor()
+        wake(this)
+      }
+    }
+    const inbound = this.receiving
+    if (inbound === undefined) return
+    if (last) this.receiving = undefined
+    // counted before the push: a waiting pull takes (and releases) the piece at once
+    if (!inbound.discarded) this.inboundBytes += chunk.length
+    inbound.push(chunk, last)
+    if (!this.inboundPaused && this.inboundBytes > this.settings.highWaterMark) {
+      this.pauseFor()
+      this.inboundPaused = true
+    }
+  }
+
+  /** Pieces were read (or dropped): read again once few enough wait. */
+  releaseInboundUnsafe(bytes: number): void {
+    this.inboundBytes -= bytes
+    if (this.inboundPaused && this.inboundBytes <= this.settings.highWaterMark) {
+      this.inboundPaused = false
+      if (this.mayRead()) this.transport.resume()
+    }
+  }
+
+  /** Stops reading, unless another reason already has. */
+  private pauseFor(): void {
+    if (!this.readingPaused && this.mailbox?.paused !== true && !this.inboundPaused) this.transport.pause()
+  }
+
+  /** No reason to keep reading stopped: the behaviour's, a full mailbox's or too many pieces'. */
+  mayRead(): boolean {
+    return this.phase !== phases.closed && !this.readingPaused && this.mailbox?.paused !== true && !this.inboundPaused
+  }
+
+  /** Fails the message whose pieces were arriving: the connection broke before its end. */
+  private cutReceiving(reason: ConnectionError.Reason): void {
+    const inbound = this.receiving
+    if (inbound === undefined) return
+    this.receiving = undefined
+    inbound.fail(new ConnectionError.ConnectionError({ connectionId: this.id, reason }))
   }
 
   /** Any inbound frame that is not a message, a ping or a pong. */
@@ -253,6 +325,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     if (this.closeReason === undefined) {
       this.closeReason = CloseReason.error(new ConnectionError.ConnectionError({ connectionId: this.id, reason }))
     }
+    this.cutReceiving(reason)
     if (this.phase !== phases.open) return
     this.phase = phases.closing
     this.closeSentAt = this.host.now
@@ -262,6 +335,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   closedUnsafe(code: number, reason: string): void {
     if (this.phase === phases.closed) return
     this.phase = phases.closed
+    this.cutReceiving(new ConnectionError.Incomplete({ code }))
     if (this.closeReason === undefined) {
       this.closeReason = code === CloseCode.Abnormal ? CloseReason.lost : CloseReason.peer(code, reason)
     }
@@ -364,8 +438,8 @@ export class ActorImpl implements Connection.Connection<unknown> {
   get pauseReading(): Effect.Effect<void> {
     return Effect.sync(() => {
       if (this.readingPaused || this.phase === phases.closed) return
+      if (this.mailbox?.paused !== true && !this.inboundPaused) this.transport.pause()
       this.readingPaused = true
-      if (this.mailbox?.paused !== true) this.transport.pause()
     })
   }
 
@@ -376,7 +450,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
       // keepalive and the idle timeout start again: the peer could not be heard
       this.lastIn = this.lastMessage = this.host.now
       this.pingSentAt = -1
-      if (this.phase !== phases.closed && this.mailbox?.paused !== true) this.transport.resume()
+      if (this.mayRead()) this.transport.resume()
     })
   }
 

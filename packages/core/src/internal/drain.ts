@@ -59,8 +59,8 @@ const next = (actor: ActorImpl): Effect.Effect<void> => {
   const batch = mailbox.takeAll()
   if (mailbox.paused) {
     mailbox.paused = false
-    // reading stays paused while the behaviour has asked for it (`pauseReading`)
-    if (!actor.readingPaused) actor.transport.resume()
+    // reading stays paused while the behaviour has asked for it (`pauseReading`), or pieces of streamed messages wait
+    if (actor.mayRead()) actor.transport.resume()
   }
   return Effect.flatMap(handleFrom(actor, batch, 0), () => {
     mailbox.recycle(batch)
@@ -104,6 +104,17 @@ const handle = (actor: ActorImpl, signal: Signal): Effect.Effect<void, unknown> 
     case "Ping":
       if (actor.crashed || h.onPing === undefined) return undefined
       return Effect.map(h.onPing(actor, signal.payload, actor.state), stateSetter(actor))
+    case "Streamed": {
+      const inbound = signal.inbound
+      if (actor.crashed || h.onStream === undefined) {
+        inbound.discard()
+        return undefined
+      }
+      return Effect.ensuring(
+        Effect.map(h.onStream(actor, inbound.message, actor.state), stateSetter(actor)),
+        Effect.sync(() => inbound.discard())
+      )
+    }
     case "Drained":
       if (actor.crashed || h.onDrain === undefined || actor.phase !== phases.open) return undefined
       return Effect.map(h.onDrain(actor, actor.state), stateSetter(actor))

@@ -9,6 +9,7 @@
  * without `init` holds none.
  */
 import type { Message } from "../Message.ts"
+import type { Inbound } from "./inboundStream.ts"
 
 /** What other code `tell`s the actor, for `onInfo`. */
 export interface Info {
@@ -27,7 +28,13 @@ export interface Ping {
 /** The outbound buffer emptied after passing the high-water mark, for `onDrain`. */
 export const Drained = { _tag: "Drained" } as const
 
-export type Signal = Message | Info | Ping | typeof Open | typeof Closed | typeof Drained
+/** A message received as a stream (`onStream`): its first piece arrived. */
+export interface Streamed {
+  readonly _tag: "Streamed"
+  readonly inbound: Inbound
+}
+
+export type Signal = Message | Info | Ping | Streamed | typeof Open | typeof Closed | typeof Drained
 
 export class Mailbox {
   private inbox: Array<Signal> = []
@@ -50,6 +57,14 @@ export class Mailbox {
     this.inbox.push(message)
     this.bytes += message.length
     if (this.paused || (this.inbox.length < capacity && this.bytes < maxBytes)) return false
+    this.paused = true
+    return true
+  }
+
+  /** Adds a streamed message (its bytes are counted by its stream); true when the mailbox has just become full. */
+  pushSignal(signal: Streamed, capacity: number): boolean {
+    this.inbox.push(signal)
+    if (this.paused || this.inbox.length < capacity) return false
     this.paused = true
     return true
   }

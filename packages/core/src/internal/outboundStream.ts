@@ -137,7 +137,7 @@ class FragmentWriter {
       return this.binary === true ? encoder.encode(text) : text
     }
     if (this.binary === true) return chunk
-    this.decoder ??= new TextDecoder("utf-8", { fatal: true })
+    this.decoder ??= new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
     try {
       return this.joinSurrogates(this.decoder.decode(chunk, { stream: true }))
     } catch {

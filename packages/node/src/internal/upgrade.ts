@@ -14,6 +14,7 @@ import { Effect, Metric } from "effect"
 import { WebSocketServer } from "ws"
 import * as Deflate from "./deflate.ts"
 import { attach, type ReactorStats, SwitchboardSocket } from "./reactor.ts"
+import { StreamingSocket } from "./streamingReceiver.ts"
 
 /** Writes a plain HTTP response on a raw socket and closes it. */
 export const reject = (socket: Socket, status: number, message?: string): void => {
@@ -121,7 +122,8 @@ export const mount = <R>(
           maxPayload: route.settings.maxMessageBytes,
           // never ws's default (the client's first offer): what the route speaks, negotiated in core
           handleProtocols,
-          WebSocket: SwitchboardSocket
+          // a route that receives streams reads frames with a receiver of its own
+          WebSocket: route.settings.receive === "stream" ? StreamingSocket : SwitchboardSocket
         })
       )
     }

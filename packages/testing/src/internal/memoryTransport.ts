@@ -14,6 +14,13 @@ export interface Closed {
   readonly reason: string
 }
 
+/** A fragment the client sent (`sendFragment`). */
+interface ClientFragment {
+  readonly _tag: "ClientFragment"
+  readonly data: Message.Message
+  readonly fin: boolean
+}
+
 export class MemoryTransport implements Reactor.Transport {
   actor: Reactor.Actor | undefined = undefined
   readonly frames: Array<Frame.Frame> = []
@@ -21,7 +28,11 @@ export class MemoryTransport implements Reactor.Transport {
   private frameWaiters: Array<() => void> = []
   private closeWaiters: Array<() => void> = []
   /** What the client sent while the server had paused reading, in order (a close frame too). */
-  private readonly held: Array<Message.Message | Closed> = []
+  private readonly held: Array<Message.Message | Closed | ClientFragment> = []
+  /** The fragments of the client's unfinished message, for a route that receives messages whole. */
+  private fragments: Array<Message.Message> | undefined = undefined
+  /** True while the client's fragmented message is unfinished (a route that receives streams). */
+  private fragmenting = false
   paused = false
   /** How the TCP connection ended, once it has. */
   closed: Closed | undefined = undefined
@@ -60,7 +71,8 @@ export class MemoryTransport implements Reactor.Transport {
     this.paused = false
     while (!this.paused && this.held.length > 0 && this.closed === undefined) {
       const next = this.held.shift()!
-      if (Message.isMessage(next)) this.actor!.receiveUnsafe(next)
+      if (Message.isMessage(next)) this.read(next)
+      else if ("_tag" in next) this.readFragment(next)
       else this.readClose(next)
     }
   }
@@ -115,7 +127,31 @@ export class MemoryTransport implements Reactor.Transport {
   clientSend(message: Message.Message): void {
     if (this.closed !== undefined || this.clientClose !== undefined) return
     if (this.paused || this.held.length > 0) this.held.push(message)
+    else this.read(message)
+  }
+  /** The client sends one fragment of a message (`fin` on the last); the kind comes from the first. */
+  clientSendFragment(data: Message.Message, fin: boolean): void {
+    if (this.closed !== undefined || this.clientClose !== undefined) return
+    const fragment: ClientFragment = { _tag: "ClientFragment", data, fin }
+    if (this.paused || this.held.length > 0) this.held.push(fragment)
+    else this.readFragment(fragment)
+  }
+  private read(message: Message.Message): void {
+    if (this.actor!.receivesStreams) this.actor!.receiveChunkUnsafe(message, true, true)
     else this.actor!.receiveUnsafe(message)
+  }
+  /** As the server reads a fragment: a piece of a stream, or kept until the message is whole. */
+  private readFragment(fragment: ClientFragment): void {
+    if (this.actor!.receivesStreams) {
+      this.actor!.receiveChunkUnsafe(fragment.data, !this.fragmenting, fragment.fin)
+      this.fragmenting = !fragment.fin
+      return
+    }
+    const fragments = (this.fragments ??= [])
+    fragments.push(fragment.data)
+    if (!fragment.fin) return
+    this.fragments = undefined
+    this.actor!.receiveUnsafe(joinFragments(fragments))
   }
   /** The client sends a close frame; the server reads it after what was sent before. */
   clientCloses(code: number, reason: string): void {
@@ -138,4 +174,21 @@ export class MemoryTransport implements Reactor.Transport {
   clientDrop(): void {
     this.end(1006, "")
   }
+}
+
+/** A message from its fragments: text if the first is a string (bytes are taken as UTF-8), binary otherwise. */
+const joinFragments = (fragments: ReadonlyArray<Message.Message>): Message.Message => {
+  const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
+  if (typeof fragments[0] === "string") {
+    return fragments.map((f) => (typeof f === "string" ? f : decoder.decode(f))).join("")
+  }
+  const encoder = new TextEncoder()
+  const parts = fragments.map((f) => (typeof f === "string" ? encoder.encode(f) : f))
+  const whole = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+  let at = 0
+  for (const part of parts) {
+    whole.set(part, at)
+    at += part.byteLength
+  }
+  return whole
 }
