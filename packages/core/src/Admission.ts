@@ -140,11 +140,13 @@ export interface Admission<R, K> {
   /** The checks before `authenticate`; `address` is read only when a per-IP limit is set. */
   check(target: string, origin: string | undefined, address: () => string): Verdict<R>
   /**
-   * Runs `authenticate` (or succeeds at once without one) and calls `done`
+   * Runs the route's `authenticate` (its own, else the server's; without
+   * one it succeeds at once) and calls `done`
    * once with the connection's `auth` value or a rejection; not at all when
    * cancelled. Returns `cancel`: interrupts the hook and frees its slot.
    */
   authenticate(
+    route: Reactor.Route<R>,
     request: Handshake.UpgradeRequest,
     done: (result: { readonly _tag: "Authenticated"; readonly auth: unknown } | Rejection) => void
   ): () => void
@@ -242,8 +244,8 @@ const noop = (): void => {}
  * @since 0.1.0
  * @category constructors
  */
-export const make = <R, K>(
-  options: ServerOptions.Options<R>,
+export const make = <R, K, A = unknown>(
+  options: ServerOptions.Options<R, A>,
   config: Config<K>
 ): Effect.Effect<Admission<R, K>, ServerError, Scope.Scope | R> =>
   Effect.gen(function* () {
@@ -327,8 +329,8 @@ export const make = <R, K>(
         if (outcome.cause === "select_failed") run(Effect.logError("selectProtocol failed", Cause.die(outcome.error)))
         return reject(outcome.cause === "malformed" ? "malformed" : "protocol", outcome.status, outcome.message)
       },
-      authenticate: (request, done) => {
-        const hook = resolved.authenticate
+      authenticate: (route, request, done) => {
+        const hook = route.authenticate
         if (hook === undefined) {
           done({ _tag: "Authenticated", auth: undefined })
           return noop

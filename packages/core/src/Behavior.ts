@@ -30,25 +30,25 @@ import type { Message } from "./Message.ts"
 import type { StreamedMessage } from "./StreamedMessage.ts"
 
 /**
- * The callbacks of a behaviour over state `S`, info messages `I`, errors `E`
- * and services `R`.
+ * The callbacks of a behaviour over state `S`, info messages `I`, errors `E`,
+ * services `R` and the `authenticate` result `A` (`conn.auth`).
  *
  * @since 0.1.0
  * @category models
  */
-export interface Handlers<S, I, E, R> {
-  readonly init?: (conn: Connection<I>) => Effect.Effect<S, E, R>
-  readonly onMessage?: (conn: Connection<I>, message: Message, state: S) => Effect.Effect<S, E, R>
+export interface Handlers<S, I, E, R, A = unknown> {
+  readonly init?: (conn: Connection<I, A>) => Effect.Effect<S, E, R>
+  readonly onMessage?: (conn: Connection<I, A>, message: Message, state: S) => Effect.Effect<S, E, R>
   /**
    * Receives every message as a stream instead (a behaviour has `onMessage`
    * or `onStream`, not both). The stream is read within the call; what is
    * left unread when it returns is discarded.
    */
-  readonly onStream?: (conn: Connection<I>, message: StreamedMessage, state: S) => Effect.Effect<S, E, R>
-  readonly onInfo?: (conn: Connection<I>, info: I, state: S) => Effect.Effect<S, E, R>
-  readonly onPing?: (conn: Connection<I>, payload: Uint8Array, state: S) => Effect.Effect<S, E, R>
-  readonly onDrain?: (conn: Connection<I>, state: S) => Effect.Effect<S, E, R>
-  readonly onClose?: (conn: Connection<I>, reason: CloseReason, state: S) => Effect.Effect<void, E, R>
+  readonly onStream?: (conn: Connection<I, A>, message: StreamedMessage, state: S) => Effect.Effect<S, E, R>
+  readonly onInfo?: (conn: Connection<I, A>, info: I, state: S) => Effect.Effect<S, E, R>
+  readonly onPing?: (conn: Connection<I, A>, payload: Uint8Array, state: S) => Effect.Effect<S, E, R>
+  readonly onDrain?: (conn: Connection<I, A>, state: S) => Effect.Effect<S, E, R>
+  readonly onClose?: (conn: Connection<I, A>, reason: CloseReason, state: S) => Effect.Effect<void, E, R>
 }
 
 /**
@@ -61,16 +61,19 @@ export const TypeId = "~@switchboard/core/Behavior"
 
 /**
  * A behaviour: what a route runs for each connection. The state type is
- * private to the behaviour; `I` is what `tell` accepts and `R` the services
- * its callbacks need, provided to the server layer.
+ * private to the behaviour, and so are its errors (a failure closes the
+ * connection with 1011); `I` is what `tell` accepts, `R` the services its
+ * callbacks need, provided to the server layer, and `A` the `conn.auth` it
+ * reads: a route's `authenticate` must produce an `A` (`Route.make`).
  *
  * @since 0.1.0
  * @category models
  */
-export interface Behavior<in I = never, out R = never> {
+export interface Behavior<in I = never, out R = never, in A = unknown> {
   readonly [TypeId]: {
     readonly _I: (_: I) => void
     readonly _R: () => R
+    readonly _A: (_: A) => void
   }
 }
 
@@ -78,10 +81,16 @@ export interface Behavior<in I = never, out R = never> {
  * Makes a behaviour from its callbacks. All are optional; a stateless
  * behaviour is a one-liner.
  *
+ * Types follow the callbacks: the state from `init` (or from an annotated
+ * `state` parameter), the services from every callback (their union), the
+ * errors are each callback's own. `I` comes from an annotated `onInfo`
+ * parameter or `conn: Connection.Connection<I>`, and `A` from
+ * `conn: Connection.Connection<I, A>`.
+ *
  * @example
  * ```ts
- * import { Effect } from "effect"
- * import { Behavior } from "@switchboard/core"
+ * import { Data, Effect } from "effect"
+ * import { Behavior, type Connection } from "@switchboard/core"
  *
  * // text stays text, binary stays binary
  * const Echo = Behavior.make({
@@ -94,10 +103,46 @@ export interface Behavior<in I = never, out R = never> {
  *     conn.send(String(count + 1)).pipe(Effect.as(count + 1)),
  *   onClose: (conn, reason, count) => Effect.log(`${conn.id} sent ${count} messages, closed: ${reason._tag}`)
  * })
+ *
+ * // callbacks that fail in different ways, reading a typed `conn.auth`
+ * class BadCommand extends Data.TaggedError("BadCommand")<{ readonly text: string }> {}
+ * class NotAllowed extends Data.TaggedError("NotAllowed")<{}> {}
+ * interface Token {
+ *   readonly user: string
+ *   readonly admin: boolean
+ * }
+ * const Admin = Behavior.make({
+ *   onMessage: (conn: Connection.Connection<never, Token>, message) =>
+ *     typeof message !== "string"
+ *       ? Effect.fail(new BadCommand({ text: "binary" }))
+ *       : conn.auth.admin
+ *         ? conn.send(`ok, ${conn.auth.user}`)
+ *         : Effect.fail(new NotAllowed()),
+ *   onClose: (conn) => Effect.log(`${conn.auth.user} left`)
+ * })
  * ```
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = <S = void, I = never, E = never, R = never>(handlers: Handlers<S, I, E, R>): Behavior<I, R> =>
-  ({ [TypeId]: handlers }) as unknown as Behavior<I, R>
+export const make = <
+  S = void,
+  I = never,
+  A = unknown,
+  R1 = never,
+  R2 = never,
+  R3 = never,
+  R4 = never,
+  R5 = never,
+  R6 = never,
+  R7 = never
+>(handlers: {
+  readonly init?: (conn: Connection<I, A>) => Effect.Effect<S, unknown, R1>
+  readonly onMessage?: (conn: Connection<I, A>, message: Message, state: S) => Effect.Effect<S, unknown, R2>
+  readonly onStream?: (conn: Connection<I, A>, message: StreamedMessage, state: S) => Effect.Effect<S, unknown, R3>
+  readonly onInfo?: (conn: Connection<I, A>, info: I, state: S) => Effect.Effect<S, unknown, R4>
+  readonly onPing?: (conn: Connection<I, A>, payload: Uint8Array, state: S) => Effect.Effect<S, unknown, R5>
+  readonly onDrain?: (conn: Connection<I, A>, state: S) => Effect.Effect<S, unknown, R6>
+  readonly onClose?: (conn: Connection<I, A>, reason: CloseReason, state: S) => Effect.Effect<void, unknown, R7>
+}): Behavior<I, R1 | R2 | R3 | R4 | R5 | R6 | R7, A> =>
+  ({ [TypeId]: handlers }) as unknown as Behavior<I, R1 | R2 | R3 | R4 | R5 | R6 | R7, A>

@@ -49,15 +49,19 @@ export interface Request {
  * @since 0.1.0
  * @category models
  */
-export interface Connection<in I = never> {
+export interface Connection<in I = never, out A = unknown> {
   /** A process-unique id, used in logs. */
   readonly id: string
   /** The peer's IP address as the socket reports it. */
   readonly remoteAddress: string
   /** The upgrade request. */
   readonly request: Request
-  /** What the server's `authenticate` hook attached to this connection (`undefined` without one). */
-  readonly auth: unknown
+  /**
+   * What the route's (or the server's) `authenticate` hook attached to this
+   * connection: `A` is the behaviour's declared type, which the route's hook
+   * must produce (`undefined` on a route without a hook).
+   */
+  readonly auth: A
   /** The subprotocol chosen in the handshake (`Subprotocol`), or `undefined` for none. */
   readonly protocol: string | undefined
   /** True until the server sends or receives a close frame, or the socket drops. */

@@ -27,6 +27,7 @@ import type * as Behavior from "./Behavior.ts"
 import type * as Compression from "./Compression.ts"
 import type * as Connection from "./Connection.ts"
 import type * as ConnectionError from "./ConnectionError.ts"
+import type * as Handshake from "./Handshake.ts"
 import type * as Keepalive from "./Keepalive.ts"
 import type { Message } from "./Message.ts"
 import type { PreparedMessage } from "./PreparedMessage.ts"
@@ -151,6 +152,8 @@ export interface RouteSettings {
  * @category models
  */
 export interface Route<R> {
-  readonly behavior: Behavior.Behavior<never, R>
+  readonly behavior: Behavior.Behavior<never, R, never>
   readonly settings: RouteSettings
+  /** The hook run on each upgrade to this route (its own, else the server's); `conn.auth` is its result. */
+  readonly authenticate: Handshake.Authenticate<unknown, R> | undefined
 }

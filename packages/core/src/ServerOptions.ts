@@ -21,6 +21,7 @@ import { durationMillis, positiveInteger } from "./internal/settings.ts"
 import * as Keepalive from "./Keepalive.ts"
 import * as RateLimit from "./RateLimit.ts"
 import type * as Reactor from "./Reactor.ts"
+import * as Route from "./Route.ts"
 import { InvalidOptions, ServerError } from "./ServerError.ts"
 import * as StreamedMessage from "./StreamedMessage.ts"
 import * as Subprotocol from "./Subprotocol.ts"
@@ -31,8 +32,8 @@ import * as Subprotocol from "./Subprotocol.ts"
  * @since 0.1.0
  * @category models
  */
-export interface RouteOptions<R> extends Connection.Options {
-  readonly behavior: Behavior.Behavior<never, R>
+export interface RouteOptions<R, A = unknown> extends Connection.Options {
+  readonly behavior: Behavior.Behavior<never, R, A>
 }
 
 /**
@@ -41,11 +42,18 @@ export interface RouteOptions<R> extends Connection.Options {
  * @since 0.1.0
  * @category models
  */
-export interface Options<R> extends Connection.Options {
-  /** Path → behaviour (or behaviour with settings). Paths match exactly, without the query string. */
-  readonly routes: Readonly<Record<string, Behavior.Behavior<never, R> | RouteOptions<R>>>
-  /** Runs on each upgrade request; its success value becomes `conn.auth`. */
-  readonly authenticate?: Handshake.Authenticate<unknown, R>
+export interface Options<R, A = unknown> extends Connection.Options {
+  /**
+   * Path → behaviour, behaviour with settings, or a route with a hook of its
+   * own (`Route.make`). Paths match exactly, without the query string. A
+   * behaviour here reads the server's `authenticate` result as `conn.auth`
+   * (`A`; `unknown` without a hook, when it is `undefined`).
+   */
+  readonly routes: Readonly<
+    Record<string, Behavior.Behavior<never, R, NoInfer<A>> | RouteOptions<R, NoInfer<A>> | Route.Route<R>>
+  >
+  /** Runs on each upgrade request to a route without a hook of its own; its success value becomes `conn.auth`. */
+  readonly authenticate?: Handshake.Authenticate<A, R>
   /** Accept only upgrades whose `Origin` header is in this list (403 otherwise). */
   readonly allowedOrigins?: ReadonlyArray<string>
   /**
@@ -100,9 +108,10 @@ export interface Resolved<R> {
  * @category constructors
  */
 export const route = <R>(
-  behavior: Behavior.Behavior<never, R>,
+  behavior: Behavior.Behavior<never, R, never>,
   options: Connection.Options | undefined,
-  base?: Connection.Options
+  base?: Connection.Options,
+  authenticate?: Handshake.Authenticate<unknown, R>
 ): Reactor.Route<R> => {
   const mailboxCapacity = options?.mailboxCapacity ?? base?.mailboxCapacity ?? Connection.defaultMailboxCapacity
   const highWaterMark = options?.highWaterMark ?? base?.highWaterMark ?? Connection.defaultHighWaterMark
@@ -128,6 +137,7 @@ export const route = <R>(
   }
   return {
     behavior,
+    authenticate,
     settings: {
       mailboxCapacity,
       highWaterMark,
@@ -141,12 +151,13 @@ export const route = <R>(
   }
 }
 
-const resolveUnsafe = <R>(options: Options<R>, defaultMaxConnections: number): Resolved<R> => {
+const resolveUnsafe = <R, A>(options: Options<R, A>, defaultMaxConnections: number): Resolved<R> => {
   const routes = new Map<string, Reactor.Route<R>>()
   for (const [path, value] of Object.entries(options.routes)) {
     if (!path.startsWith("/")) throw new RangeError(`routes: path must start with "/": ${path}`)
-    const entry: RouteOptions<R> = "behavior" in value ? value : { behavior: value }
-    routes.set(path, route(entry.behavior, entry, options))
+    const entry: RouteOptions<R, never> = "behavior" in value ? value : { behavior: value }
+    const authenticate = Route.isRoute(value) ? value.authenticate : options.authenticate
+    routes.set(path, route(entry.behavior, entry, options, authenticate))
   }
   const handshakeTimeout = durationMillis(options.handshakeTimeout, 10_000, "handshakeTimeout")
   const timers = [...routes.values()].map((r) => r.settings.timers)
@@ -188,8 +199,8 @@ const resolveUnsafe = <R>(options: Options<R>, defaultMaxConnections: number): R
  * @since 0.1.0
  * @category constructors
  */
-export const resolve = <R>(
-  options: Options<R>,
+export const resolve = <R, A>(
+  options: Options<R, A>,
   defaultMaxConnections: number
 ): Effect.Effect<Resolved<R>, ServerError> =>
   Effect.try({

@@ -44,6 +44,8 @@ export * as RateLimit from "./RateLimit.ts"
 /** @since 0.1.0 */
 export * as Reactor from "./Reactor.ts"
 /** @since 0.1.0 */
+export * as Route from "./Route.ts"
+/** @since 0.1.0 */
 export * as ServerError from "./ServerError.ts"
 /** @since 0.1.0 */
 export * as ServerOptions from "./ServerOptions.ts"

@@ -114,7 +114,8 @@ export interface NodeClient<in out I = never> {
  */
 export const connect = <I, R>(
   url: string,
-  behavior: Behavior.Behavior<I, R>,
+  // a client's connection has no authenticate hook: `conn.auth` is undefined
+  behavior: Behavior.Behavior<I, R, undefined>,
   options: Options = {}
 ): Effect.Effect<NodeClient<I>, NodeClientError.NodeClientError, Scope.Scope | R> =>
   Effect.gen(function* () {
@@ -127,7 +128,7 @@ export const connect = <I, R>(
         }
         return {
           parsed,
-          route: ServerOptions.route(behavior as Behavior.Behavior<never, R>, options),
+          route: ServerOptions.route(behavior, options),
           handshakeTimeout: Duration.toMillis(Duration.fromInputUnsafe(options.handshakeTimeout ?? "10 seconds")),
           shutdownTimeout: Duration.toMillis(Duration.fromInputUnsafe(options.shutdownTimeout ?? "5 seconds"))
         }

@@ -52,7 +52,7 @@ export {
  * @since 0.1.0
  * @category models
  */
-export interface MountOptions<R> extends ServerOptions.Options<R> {
+export interface MountOptions<R, A = unknown> extends ServerOptions.Options<R, A> {
   /** Handles plain (non-upgrade) HTTP requests; without it `layer` answers 426 and `layerAttached` leaves them to the server's own handlers. */
   readonly onRequest?: (request: Http.IncomingMessage, response: Http.ServerResponse) => void
 }
@@ -63,7 +63,7 @@ export interface MountOptions<R> extends ServerOptions.Options<R> {
  * @since 0.1.0
  * @category models
  */
-export interface Options<R> extends MountOptions<R> {
+export interface Options<R, A = unknown> extends MountOptions<R, A> {
   /** Default 8080; 0 picks a free port (read it from the `NodeServer` service). */
   readonly port?: number
   /** Default "127.0.0.1". */
@@ -139,7 +139,7 @@ const reactorShare = ReactorThread.current?.reactors ?? 1
  * The server is not started or closed; on scope close every WebSocket
  * connection is closed with 1001 and the listeners are removed.
  */
-const mountScoped = <R>(server: Http.Server | Https.Server, options: MountOptions<R>, owned: boolean) =>
+const mountScoped = <R, A>(server: Http.Server | Https.Server, options: MountOptions<R, A>, owned: boolean) =>
   Effect.gen(function* () {
     const mounted = yield* mount(server, options, {
       defaultMaxConnections: Math.max(1, Math.floor(defaultMaxConnections(openFileLimit()) / reactorShare)),
@@ -175,7 +175,7 @@ const closeServer = (server: Http.Server | Https.Server) =>
   })
 
 /** A `node:http` server, or `node:https` with `tls`: its TLS handshake bounded by `handshakeTimeout`. */
-const createServer = <R>(options: Options<R>) =>
+const createServer = <R, A>(options: Options<R, A>) =>
   Effect.gen(function* () {
     if (options.tls === undefined) return Http.createServer()
     // the TLS server's own default is 120 s: a client that never finishes the TLS handshake would
@@ -203,7 +203,9 @@ const createServer = <R>(options: Options<R>) =>
  * @since 0.1.0
  * @category layers
  */
-export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, ServerError.ServerError, R> =>
+export const layer = <R = never, A = unknown>(
+  options: Options<R, A>
+): Layer.Layer<NodeServer, ServerError.ServerError, R> =>
   Layer.effect(NodeServer)(
     Effect.gen(function* () {
       const server = yield* createServer(options)
@@ -249,9 +251,9 @@ export const layer = <R = never>(options: Options<R>): Layer.Layer<NodeServer, S
  * @since 0.1.0
  * @category layers
  */
-export const layerAttached = <R = never>(
+export const layerAttached = <R = never, A = unknown>(
   server: Http.Server | Https.Server,
-  options: MountOptions<R>
+  options: MountOptions<R, A>
 ): Layer.Layer<NodeServer, ServerError.ServerError, R> =>
   Layer.effect(NodeServer)(
     Effect.gen(function* () {

@@ -1,7 +1,7 @@
 import * as Http from "node:http"
 import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
-import { Behavior, type CloseReason, Handshake } from "@switchboard/core"
+import { Behavior, type CloseReason, type Connection, Handshake, Route } from "@switchboard/core"
 import { NodeServer } from "@switchboard/node"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { clientFrame, upgradeRequest } from "../../../test-support/wire.ts"
@@ -164,6 +164,40 @@ describe("NodeServer (real sockets on 127.0.0.1)", () => {
         q: "lobby"
       })
       client.ws.close()
+    })
+  )
+
+  it.live("a route's own hook (Route.make) types conn.auth and replaces the server's for its path", () =>
+    Effect.gen(function* () {
+      interface Staff {
+        readonly staff: string
+      }
+      const staffOnly: Handshake.Authenticate<Staff> = (request) => {
+        const name = request.query.get("staff")
+        return name === null
+          ? Effect.fail(new Handshake.HandshakeRejected({ status: 401, message: "staff only" }))
+          : Effect.succeed({ staff: name })
+      }
+      const Console = Behavior.make({
+        init: (conn: Connection.Connection<never, Staff>) => conn.send(`console for ${conn.auth.staff}`)
+      })
+      const Lobby = Behavior.make({
+        init: (conn: Connection.Connection<never, { readonly user: string }>) =>
+          conn.send(`lobby for ${conn.auth.user}`)
+      })
+      const server = yield* serve({
+        ...quiet,
+        authenticate: () => Effect.succeed({ user: "guest" }),
+        routes: { "/lobby": Lobby, "/console": Route.make({ authenticate: staffOnly, behavior: Console }) }
+      })
+      const lobby = yield* connect(server.port, "/lobby?staff=ada")
+      expect(yield* promise(lobby.next)).toBe("lobby for guest")
+      const staff = yield* connect(server.port, "/console?staff=ada")
+      expect(yield* promise(staff.next)).toBe("console for ada")
+      // the server's hook would admit this one; the route's does not
+      expect(yield* rawStatus(server.port, upgradeRequest("/console"))).toBe(401)
+      lobby.ws.close()
+      staff.ws.close()
     })
   )
 

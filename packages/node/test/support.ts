@@ -10,8 +10,8 @@ import WebSocket from "ws"
 import { pollUntil } from "../../../test-support/poll.ts"
 import { upgradeRequest } from "../../../test-support/wire.ts"
 
-export const serve = <R>(
-  options: Omit<NodeServer.Options<R>, "port" | "host">
+export const serve = <R, A = unknown>(
+  options: Omit<NodeServer.Options<R, A>, "port" | "host">
 ): Effect.Effect<NodeServer.NodeServer["Service"], unknown, Scope.Scope | R> =>
   Effect.map(Layer.build(NodeServer.layer({ ...options, port: 0, host: "127.0.0.1" })), (ctx) =>
     Context.get(ctx, NodeServer.NodeServer)

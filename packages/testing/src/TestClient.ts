@@ -59,12 +59,15 @@ import { UnexpectedFrame } from "./TestClientError.ts"
  * @since 0.1.0
  * @category models
  */
-export interface Options extends Connection.Options {
+export interface Options<A = unknown> extends Connection.Options {
   /** The upgrade request's path, query and headers. Default: path "/", no query, no headers. */
   readonly request?: Partial<Connection.Request>
   readonly remoteAddress?: string
-  /** What an `authenticate` hook would have attached (`conn.auth`). */
-  readonly auth?: unknown
+  /**
+   * What an `authenticate` hook would have attached (`conn.auth`): required
+   * when the behaviour declares its type (`Connection.Connection<I, A>`).
+   */
+  readonly auth?: A
   /** The subprotocol the handshake would have chosen (`conn.protocol`). Default: none. */
   readonly protocol?: string
   /** Whether the client answers the server's close frame. Default true; false simulates a peer that ignores it. */
@@ -140,12 +143,12 @@ export interface TestClient<I = never> {
  * @since 0.1.0
  * @category constructors
  */
-export const connect = <I, R>(
-  behavior: Behavior.Behavior<I, R>,
-  options: Options = {}
+export const connect = <I, R, A = unknown>(
+  behavior: Behavior.Behavior<I, R, A>,
+  ...[options = {}]: unknown extends A ? [options?: Options<A>] : [options: Options<A> & { readonly auth: A }]
 ): Effect.Effect<TestClient<I>, never, Scope.Scope | R> =>
   Effect.gen(function* () {
-    const route = ServerOptions.route(behavior as Behavior.Behavior<never, R>, options)
+    const route = ServerOptions.route(behavior, options)
     const supervisor = yield* Supervisor.make<R>({
       resolution: Keepalive.resolutionFor([route.settings.timers]),
       exactTimers: true

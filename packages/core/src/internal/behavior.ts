@@ -4,5 +4,5 @@
  */
 import { type Behavior, type Handlers, TypeId } from "../Behavior.ts"
 
-export const handlersOf = <I, R>(behavior: Behavior<I, R>): Handlers<unknown, I, unknown, R> =>
-  (behavior as unknown as { readonly [TypeId]: Handlers<unknown, I, unknown, R> })[TypeId]
+export const handlersOf = <I, R, A>(behavior: Behavior<I, R, A>): Handlers<unknown, I, unknown, R, A> =>
+  (behavior as unknown as { readonly [TypeId]: Handlers<unknown, I, unknown, R, A> })[TypeId]

@@ -83,9 +83,9 @@ export interface Config {
  * scope; when it closes, drops pending handshakes, shuts the supervisor
  * down (1001 to every connection) and removes the listeners.
  */
-export const mount = <R>(
+export const mount = <R, A>(
   server: Server | Https.Server,
-  options: ServerOptions.Options<R> & {
+  options: ServerOptions.Options<R, A> & {
     readonly onRequest?: (request: IncomingMessage, response: ServerResponse) => void
   },
   config: Config
@@ -93,7 +93,7 @@ export const mount = <R>(
   Effect.gen(function* () {
     /** Keep-alive sockets between requests, with their `bytesRead` when the last response ended. */
     const keptAlive = new Map<Socket, number>()
-    const admission: Admission.Admission<R, Socket> = yield* Admission.make<R, Socket>(options, {
+    const admission: Admission.Admission<R, Socket> = yield* Admission.make<R, Socket, A>(options, {
       defaultMaxConnections: config.defaultMaxConnections,
       onHandshakeExpired: (socket) => socket.destroy(),
       // a keep-alive socket's next request starts with its first byte: `bytesRead` grows
@@ -184,7 +184,7 @@ export const mount = <R>(
         if (earlyBytes > maxEarlyBytes) return void socket.destroy()
         ;(early ??= []).push(chunk)
       }
-      const cancel = admission.authenticate(request, (result) => {
+      const cancel = admission.authenticate(route, request, (result) => {
         settled = true
         if (watching) {
           stopWatching()
@@ -219,7 +219,7 @@ export const mount = <R>(
       const negotiated = admission.negotiate(verdict.route, req.headers["sec-websocket-protocol"], request)
       if (negotiated._tag === "Rejected") return refuse(socket, negotiated)
       // without a hook there is nothing to wait for, nor to watch
-      if (admission.options.authenticate === undefined)
+      if (verdict.route.authenticate === undefined)
         return upgrade(verdict.route, req, socket, head, request, undefined, negotiated.protocol)
       authenticate(verdict.route, req, socket, head, request, negotiated.protocol)
     }
