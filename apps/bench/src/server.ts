@@ -53,7 +53,8 @@ const Server = Layer.unwrap(
       port,
       host,
       routes: { "/echo": Echo, "/broadcast": Broadcast },
-      compression: compressionOf[compression]
+      compression: compressionOf[compression],
+      metrics: { path: "/metrics" }
     }).pipe(
       Layer.provide(Hub.layer()),
       Layer.provide(backplane === "redis" ? RedisBackplane.layerConfig() : NodeReactors.layerBackplane)

@@ -256,7 +256,9 @@ const ChatServer = Layer.unwrap(
       host,
       routes: { "/chat": { behavior: Chat, maxMessageBytes: 64 * 1024, rateLimit: rateLimitOf(rateLimit) } },
       maxConnectionsPerIp: yield* count("MAX_CONNECTIONS_PER_IP", 64),
-      onRequest: servePage
+      onRequest: servePage,
+      // Prometheus scrapes the same port
+      metrics: { path: "/metrics" }
     }).pipe(
       Layer.provide(redis === undefined ? History.layer(history) : RedisHistory.layer({ ...history, url: redis.url })),
       // the pool outlives the server: connections close (cancelling their searches) before it shuts down.

@@ -69,6 +69,16 @@ describe("chat protocol", () => {
     expect((await fetch(`${server.url}app.js`)).status).toBe(200)
     expect((await fetch(`${server.url}nope`)).status).toBe(404)
   })
+
+  it("serves its metrics for Prometheus at /metrics on the same port", async () => {
+    const metrics = await fetch(`${server.url}metrics`)
+    expect(metrics.status).toBe(200)
+    const body = await metrics.text()
+    // the tests above opened /chat connections on this server
+    expect(body).toMatch(/^switchboard_connections_opened_total\{route="\/chat"\} [1-9]/m)
+    expect(body).toContain("# TYPE switchboard_messages_received_total counter")
+    expect(body).toContain("# TYPE switchboard_job_threads gauge")
+  })
 })
 
 const join = (room: string, nick: string) => JSON.stringify({ type: "join", room, nick })

@@ -28,6 +28,7 @@
  */
 import { Cause, Clock, Effect, Exit, Metric, type Scope } from "effect"
 import type * as Handshake from "./Handshake.ts"
+import { stats } from "./internal/serverStats.ts"
 import type * as Reactor from "./Reactor.ts"
 import type { ServerError } from "./ServerError.ts"
 import * as ServerOptions from "./ServerOptions.ts"
@@ -122,6 +123,8 @@ export interface Handshakes<K> {
   begin(key: K): void
   /** The handshake of `key` is over (upgraded, or plain HTTP). */
   end(key: K): void
+  /** The upgrade of `key` completed: `end`, and its duration goes to `switchboard_handshake_duration_seconds`. */
+  upgraded(key: K): void
   /** The handshakes in progress (shutdown drops them). */
   keys(): Iterable<K>
   /** Ends every handshake without expiring it. */
@@ -359,10 +362,17 @@ export const make = <R, K, A = unknown>(
       },
       handshakes: {
         begin: (key) => {
+          // kept only with a timeout: the sweep drops sockets that never send a request
           if (resolved.handshakeTimeout > 0) started.set(key, clock.currentTimeMillisUnsafe())
         },
         end: (key) => {
           started.delete(key)
+        },
+        upgraded: (key) => {
+          const since = started.get(key)
+          if (since === undefined) return
+          started.delete(key)
+          stats.handshakeDuration.observe((clock.currentTimeMillisUnsafe() - since) / 1000)
         },
         keys: () => started.keys(),
         clear: () => started.clear()

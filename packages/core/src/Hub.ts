@@ -48,6 +48,7 @@ import * as CloseReason from "./CloseReason.ts"
 import type { Connection } from "./Connection.ts"
 import { ActorImpl } from "./internal/actor.ts"
 import * as PresenceTracker from "./internal/presence.ts"
+import { stats } from "./internal/serverStats.ts"
 import * as Settings from "./internal/settings.ts"
 import type { Message } from "./Message.ts"
 import * as PreparedMessage from "./PreparedMessage.ts"
@@ -228,8 +229,22 @@ export const make = (
     const drops = Metric.withAttributes(slowConsumerTotal, { policy: "drop" })
     const closes = Metric.withAttributes(slowConsumerTotal, { policy: "close" })
 
+    /** A broadcast to the backplane, counted (and its failure too). */
+    const publish = (envelope: Backplane.Envelope): Effect.Effect<void, Backplane.BackplaneError> =>
+      Effect.onError(
+        Effect.suspend(() => {
+          stats.backplanePublished++
+          return backplane.publish(envelope)
+        }),
+        () =>
+          Effect.sync(() => {
+            stats.backplaneErrors++
+          })
+      )
+
     const deliver = (topic: Topic, envelope: Backplane.Envelope): void => {
       if (envelope._tag !== "Broadcast") return
+      stats.backplaneReceived++
       const exclude = envelope.origin === node ? envelope.exclude : undefined
       let prepared: PreparedMessage.PreparedMessage | undefined
       for (const actor of topic.subscribers.keys()) {
@@ -289,7 +304,10 @@ export const make = (
               Scope.provide(scope),
               Effect.onError(() =>
                 Effect.andThen(
-                  Effect.sync(() => topics.delete(name)),
+                  Effect.sync(() => {
+                    stats.backplaneErrors++
+                    topics.delete(name)
+                  }),
                   Scope.close(scope, Exit.void)
                 )
               )
@@ -381,9 +399,9 @@ export const make = (
           return add(topic, actor, { id: actor.id, node, meta })
         }),
       unsubscribe: (topic, conn) => Effect.suspend(() => leave(topic, actorOf(conn))),
-      broadcast: (topic, message) => backplane.publish({ _tag: "Broadcast", topic, origin: node, message }),
+      broadcast: (topic, message) => publish({ _tag: "Broadcast", topic, origin: node, message }),
       broadcastFrom: (topic, sender, message) =>
-        backplane.publish({ _tag: "Broadcast", topic, origin: node, message, exclude: sender.id }),
+        publish({ _tag: "Broadcast", topic, origin: node, message, exclude: sender.id }),
       members: (name) =>
         Effect.sync(() => {
           const members: Array<Backplane.Member> = []

@@ -72,6 +72,10 @@ export interface Transport {
   terminate(): void
   /** Bytes written but not yet handed to the kernel. */
   readonly bufferedAmount: number
+  /** Bytes read from the socket so far, framing included (for metrics); a transport without a socket may leave it out. */
+  readonly bytesRead?: number
+  /** Bytes written to the socket so far, framing included (for metrics). */
+  readonly bytesWritten?: number
   /** Stops reading from the peer (TCP backpressure): the mailbox is full, or the behaviour asked (`pauseReading`). */
   pause(): void
   /** Reads from the peer again. */
@@ -154,6 +158,8 @@ export interface RouteSettings {
 export interface Route<R> {
   readonly behavior: Behavior.Behavior<never, R, never>
   readonly settings: RouteSettings
+  /** The path it serves ("" for a client's connection or a test's), the `route` of metrics and logs. */
+  readonly path: string
   /** The hook run on each upgrade to this route (its own, else the server's); `conn.auth` is its result. */
   readonly authenticate: Handshake.Authenticate<unknown, R> | undefined
 }

@@ -110,9 +110,16 @@ export interface Resolved<R> {
 export const route = <R>(
   behavior: Behavior.Behavior<never, R, never>,
   options: Connection.Options | undefined,
-  base?: Connection.Options,
-  authenticate?: Handshake.Authenticate<unknown, R>
+  context: {
+    /** The server's settings, under the route's. */
+    readonly base?: Connection.Options | undefined
+    /** The route's hook (its own, else the server's). */
+    readonly authenticate?: Handshake.Authenticate<unknown, R> | undefined
+    /** The route's path, for metrics and logs. Default "". */
+    readonly path?: string
+  } = {}
 ): Reactor.Route<R> => {
+  const base = context.base
   const mailboxCapacity = options?.mailboxCapacity ?? base?.mailboxCapacity ?? Connection.defaultMailboxCapacity
   const highWaterMark = options?.highWaterMark ?? base?.highWaterMark ?? Connection.defaultHighWaterMark
   const handlers = handlersOf(behavior)
@@ -137,7 +144,8 @@ export const route = <R>(
   }
   return {
     behavior,
-    authenticate,
+    authenticate: context.authenticate,
+    path: context.path ?? "",
     settings: {
       mailboxCapacity,
       highWaterMark,
@@ -157,7 +165,7 @@ const resolveUnsafe = <R, A>(options: Options<R, A>, defaultMaxConnections: numb
     if (!path.startsWith("/")) throw new RangeError(`routes: path must start with "/": ${path}`)
     const entry: RouteOptions<R, never> = "behavior" in value ? value : { behavior: value }
     const authenticate = Route.isRoute(value) ? value.authenticate : options.authenticate
-    routes.set(path, route(entry.behavior, entry, options, authenticate))
+    routes.set(path, route(entry.behavior, entry, { base: options, authenticate, path }))
   }
   const handshakeTimeout = durationMillis(options.handshakeTimeout, 10_000, "handshakeTimeout")
   const timers = [...routes.values()].map((r) => r.settings.timers)

@@ -19,6 +19,7 @@ import * as CloseReason from "./CloseReason.ts"
 import type * as Connection from "./Connection.ts"
 import type * as Handshake from "./Handshake.ts"
 import { ActorImpl, type Host } from "./internal/actor.ts"
+import * as ServerStats from "./internal/serverStats.ts"
 import { sweeper } from "./internal/sweeper.ts"
 import type * as Reactor from "./Reactor.ts"
 
@@ -133,7 +134,14 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
       context: context as Context.Context<never>,
       fork: (effect) => runFork(effect),
       remove: (actor) => {
-        actors.delete(actor)
+        if (actors.delete(actor)) {
+          ServerStats.endedUnsafe(
+            actor.route,
+            actor.closeReason ?? CloseReason.lost,
+            actor.bytesRead,
+            actor.bytesWritten
+          )
+        }
         if (actors.size === 0 && emptyWaiters.length > 0) {
           const waiters = emptyWaiters
           emptyWaiters = []
@@ -154,17 +162,34 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
     const shutdown = Effect.gen(function* () {
       accepting = false
       if (actors.size === 0) return
-      host.now = clock.currentTimeMillisUnsafe()
+      const began = clock.currentTimeMillisUnsafe()
+      const total = actors.size
+      host.now = began
       for (const actor of actors) actor.closeWith(CloseCode.GoingAway, "server shutdown", CloseReason.shutdown)
       yield* Effect.timeoutOption(awaitEmpty, shutdownTimeout)
-      if (actors.size === 0) return
-      yield* Effect.logWarning(`shutdown: terminating ${actors.size} connection(s) that did not finish closing`)
+      const terminated = actors.size
+      const report = (stuck: number) =>
+        Effect.logInfo(
+          `shutdown: ${total - terminated} of ${total} connection(s) closed with 1001, ${terminated} terminated` +
+            `${stuck > 0 ? `, ${stuck} interrupted in a callback` : ""}, in ${clock.currentTimeMillisUnsafe() - began} ms`
+        ).pipe(Effect.annotateLogs({ closed: total - terminated, terminated, interrupted: stuck }))
+      if (terminated === 0) return yield* report(0)
+      yield* Effect.logWarning(`shutdown: terminating ${terminated} connection(s) that did not finish closing`)
       for (const actor of actors) actor.terminate(CloseReason.shutdown)
       yield* Effect.timeoutOption(awaitEmpty, shutdownTimeout)
       const stuck = [...actors].flatMap((actor) => (actor.fiber ? [actor.fiber] : []))
       if (stuck.length > 0) {
         yield* Effect.logWarning(`shutdown: interrupting ${stuck.length} actor(s) stuck in a callback`)
         yield* Fiber.interruptAll(stuck)
+      }
+      yield* report(stuck.length)
+      for (const actor of actors) {
+        ServerStats.endedUnsafe(
+          actor.route,
+          actor.closeReason ?? CloseReason.shutdown,
+          actor.bytesRead,
+          actor.bytesWritten
+        )
       }
       actors.clear()
     })
@@ -173,7 +198,9 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
       Object.defineProperty(host, "now", { get: () => clock.currentTimeMillisUnsafe(), set: () => {} })
     }
 
-    yield* Effect.addFinalizer(() => shutdown)
+    ServerStats.registerUnsafe(context as Context.Context<never>)
+    const untrack = ServerStats.track(actors)
+    yield* Effect.addFinalizer(() => Effect.andThen(shutdown, Effect.sync(untrack)))
     // one sweeper per supervisor: no timer per connection or per message
     yield* Effect.forkScoped(sweeper({ actors, host, clock, resolution, exact, onSweep: options.onSweep }))
 
@@ -193,9 +220,11 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
           route.behavior as Behavior.Behavior<unknown, unknown>,
           info.request,
           info.auth,
-          info.protocol
+          info.protocol,
+          route.path
         )
         actors.add(actor)
+        ServerStats.openedUnsafe(route.path)
         return actor
       },
       shutdown

@@ -48,6 +48,8 @@ export * as Route from "./Route.ts"
 /** @since 0.1.0 */
 export * as ServerError from "./ServerError.ts"
 /** @since 0.1.0 */
+export * as ServerMetrics from "./ServerMetrics.ts"
+/** @since 0.1.0 */
 export * as ServerOptions from "./ServerOptions.ts"
 /** @since 0.1.0 */
 export * as StreamedMessage from "./StreamedMessage.ts"

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Behavior, type Connection, ServerOptions, type StreamedMessage } from "@switchboard/core"
 import { TestClient } from "@switchboard/testing"
-import { Cause, Effect, Exit, Stream } from "effect"
+import { Cause, Effect, Exit, Logger, Stream } from "effect"
 
 const noTimers = { keepalive: false, closeTimeout: false } as const
 const settle = Effect.gen(function* () {
@@ -161,6 +161,72 @@ describe("onStream: messages received as streams", () => {
         }
         expect(yield* client.expectText).toBe("Binary 20")
         expect(seen[0]!.end).toBe("done")
+      })
+  )
+
+  it.effect("a full mailbox stops reading on a streaming route too", () =>
+    Effect.gen(function* () {
+      const waiting: Array<() => void> = []
+      const Stuck = Behavior.make({
+        onStream: () =>
+          Effect.callback<void>((resume) => {
+            waiting.push(() => resume(Effect.void))
+          })
+      })
+      const client = yield* TestClient.connect(Stuck, { ...noTimers, mailboxCapacity: 4 })
+      for (let i = 0; i < 20; i++) yield* client.send(new Uint8Array(0))
+      yield* settle
+      // one message in the behaviour's hands, then the mailbox filled: the rest wait in TCP
+      expect(client.paused).toBe(true)
+      while (waiting.length > 0) {
+        waiting.shift()!()
+        yield* settle
+      }
+    })
+  )
+
+  it.effect("a streamed reply of a one-piece message waits for the buffer to drain, as send does", () =>
+    Effect.gen(function* () {
+      const Echo = Behavior.make({
+        onStream: (conn: Connection.Connection<never>, message) =>
+          conn.sendStream(message.chunks, { binary: message._tag === "Binary" })
+      })
+      const client = yield* TestClient.connect(Echo, { ...noTimers, highWaterMark: 16 * 1024 })
+      yield* client.send(new Uint8Array(40 * 1024))
+      yield* client.send(new Uint8Array(40 * 1024))
+      yield* settle
+      // the first reply is above the mark and unread: the second message waits behind it
+      expect(client.pending).toHaveLength(1)
+      yield* client.expectBinary
+      yield* settle
+      expect(client.pending).toHaveLength(1)
+      yield* client.expectBinary
+    })
+  )
+
+  it.effect(
+    "a message cut off by the connection's end is not the behaviour's crash: no error log, the reason stays",
+    () =>
+      Effect.gen(function* () {
+        const logs: Array<string> = []
+        const logger = Logger.make<unknown, void>(({ logLevel, message }) => {
+          logs.push(`${logLevel} ${String(message)}`)
+        })
+        const reasons: Array<string> = []
+        const Reader = Behavior.make({
+          onStream: (_conn: Connection.Connection<never>, message) =>
+            Stream.runDrain(message.chunks as Stream.Stream<string | Uint8Array, unknown>),
+          onClose: (_conn, reason) => Effect.sync(() => void reasons.push(reason._tag))
+        })
+        const client = yield* TestClient.connect(Reader, noTimers).pipe(
+          Effect.provide(Logger.layer([logger], { mergeWithExisting: false }))
+        )
+        yield* client.sendFragment(new Uint8Array([1]), false)
+        yield* settle
+        yield* client.drop
+        yield* client.finished
+        expect(reasons).toEqual(["Lost"])
+        expect(logs.filter((line) => line.startsWith("Error"))).toEqual([])
       })
   )
 

@@ -110,6 +110,31 @@ describe("Supervisor (connection actor)", () => {
     })
   )
 
+  it.effect("every log line of a connection, the behaviour's own too, carries its id and route", () =>
+    Effect.gen(function* () {
+      const logs: Array<{ message: unknown; annotations: Record<string, unknown> }> = []
+      const logger = Logger.make<unknown, void>(({ message, fiber }) => {
+        logs.push({ message, annotations: fiber.getRef(References.CurrentLogAnnotations) })
+      })
+      const Chatty = Behavior.make({
+        init: () => Effect.log("opened"),
+        onMessage: (conn, message) => Effect.andThen(Effect.log(`got ${String(message)}`), conn.send(message)),
+        onClose: () => Effect.log("closed")
+      })
+      const client = yield* TestClient.connect(Chatty, { ...noTimers, request: { path: "/chatty" } }).pipe(
+        Effect.provide(Logger.layer([logger], { mergeWithExisting: false }))
+      )
+      yield* client.send("hi")
+      expect(yield* client.expectText).toBe("hi")
+      yield* client.close(1000)
+      yield* client.finished
+      expect(logs.map((l) => String(l.message))).toEqual(["opened", "got hi", "closed"])
+      for (const log of logs) {
+        expect(log.annotations).toMatchObject({ connectionId: client.connection.id, route: "/chatty" })
+      }
+    })
+  )
+
   it.effect("a defect in one connection closes only that connection", () =>
     Effect.gen(function* () {
       const Fragile = Behavior.make({
@@ -287,15 +312,23 @@ describe("Supervisor (connection actor)", () => {
     })
   )
 
-  it.effect("terminates connections that do not finish closing within the shutdown timeout", () =>
+  it.effect("terminates connections that do not finish closing within the shutdown timeout, and says what it did", () =>
     Effect.gen(function* () {
+      const logs: Array<string> = []
+      const logger = Logger.make<unknown, void>(({ message }) => {
+        logs.push(String(message))
+      })
       const scope = yield* Scope.make()
-      const client = yield* TestClient.connect(Echo, { ...noTimers, answerClose: false }).pipe(Scope.provide(scope))
+      const client = yield* TestClient.connect(Echo, { ...noTimers, answerClose: false }).pipe(
+        Scope.provide(scope),
+        Effect.provide(Logger.layer([logger], { mergeWithExisting: false }))
+      )
       const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
       yield* client.expectClose(1001)
       yield* TestClock.adjust("5 seconds")
       expect((yield* client.closed).code).toBe(1006)
       yield* Fiber.await(closing)
+      expect(logs).toContain("shutdown: 0 of 1 connection(s) closed with 1001, 1 terminated, in 5000 ms")
     })
   )
 })

@@ -55,6 +55,13 @@ export {
 export interface MountOptions<R, A = unknown> extends ServerOptions.Options<R, A> {
   /** Handles plain (non-upgrade) HTTP requests; without it `layer` answers 426 and `layerAttached` leaves them to the server's own handlers. */
   readonly onRequest?: (request: Http.IncomingMessage, response: Http.ServerResponse) => void
+  /**
+   * Serve the process's metrics (Effect's `MetricRegistry`, Switchboard's
+   * and the application's own) in the Prometheus text format at `path`, on
+   * this server's port: `{ path: "/metrics" }`. Off by default. With
+   * `layerAttached`, the server's own handlers must leave that path alone.
+   */
+  readonly metrics?: { readonly path: string }
 }
 
 /**

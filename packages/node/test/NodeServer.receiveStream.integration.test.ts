@@ -13,7 +13,8 @@ import { NodeClient, NodeServer } from "@switchboard/node"
 import { Cause, Effect, Exit, Stream } from "effect"
 import type WebSocket from "ws"
 import { startNodeProcess } from "../../../test-support/process.ts"
-import { connect, promise, serve, waitUntil } from "./support.ts"
+import { clientFrame, closeCodeOf, parseServerFrames } from "../../../test-support/wire.ts"
+import { connect, promise, rawUpgrade, serve, waitUntil } from "./support.ts"
 
 const uploader_ = new URL("./fixtures/uploader.ts", import.meta.url).pathname
 
@@ -222,6 +223,31 @@ describe("onStream over real sockets", () => {
       yield* waitUntil(() => reports[0]?.end !== undefined)
       expect(reports[0]!.end).toContain("Incomplete")
     })
+  )
+
+  it.live(
+    "a protocol error mid-message: 1002, the stream fails with ProtocolViolation and onClose gets that Error",
+    () =>
+      Effect.gen(function* () {
+        const reasons: Array<string> = []
+        const Reader = Behavior.make({
+          onStream: (_conn: Connection.Connection<never>, message: StreamedMessage.StreamedMessage) =>
+            Stream.runDrain(message.chunks as Stream.Stream<string | Uint8Array, unknown>),
+          onClose: (_conn, reason) =>
+            Effect.sync(
+              () => void reasons.push(reason._tag === "Error" ? `Error ${reason.error.reason._tag}` : reason._tag)
+            )
+        })
+        const server = yield* serve({ ...quiet, routes: { "/cut": Reader } })
+        const raw = yield* rawUpgrade(server.port, "/cut")
+        const first = clientFrame(0x2, "the start")
+        first[0] = 0x02 // no FIN: the message goes on
+        raw.socket.write(Buffer.concat([first, clientFrame(0x3, "reserved opcode")]))
+        yield* promise(() => raw.closed)
+        expect(closeCodeOf(parseServerFrames(Buffer.concat(raw.data)))).toBe(1002)
+        yield* waitUntil(() => reasons.length > 0)
+        expect(reasons).toEqual(["Error ProtocolViolation"])
+      })
   )
 
   it.live(

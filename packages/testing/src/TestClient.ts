@@ -148,7 +148,7 @@ export const connect = <I, R, A = unknown>(
   ...[options = {}]: unknown extends A ? [options?: Options<A>] : [options: Options<A> & { readonly auth: A }]
 ): Effect.Effect<TestClient<I>, never, Scope.Scope | R> =>
   Effect.gen(function* () {
-    const route = ServerOptions.route(behavior, options)
+    const route = ServerOptions.route(behavior, options, { path: options.request?.path ?? "/" })
     const supervisor = yield* Supervisor.make<R>({
       resolution: Keepalive.resolutionFor([route.settings.timers]),
       exactTimers: true

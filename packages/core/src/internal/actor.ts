@@ -17,7 +17,7 @@
  * `finished`. An idle actor with nothing to run leaves at once, without a
  * fiber.
  */
-import { type Cause, type Context, Effect, type Exit, type Fiber, type Semaphore, type Stream } from "effect"
+import { type Cause, Context, Effect, type Exit, type Fiber, References, type Semaphore, type Stream } from "effect"
 import type * as Behavior from "../Behavior.ts"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
@@ -33,6 +33,7 @@ import { Finalizers } from "./finalizers.ts"
 import { Inbound } from "./inboundStream.ts"
 import { Closed, Drained, Mailbox, Open, type Signal } from "./mailbox.ts"
 import { sendStream } from "./outboundStream.ts"
+import { stats } from "./serverStats.ts"
 import { admitUnsafe, TokenBucket } from "./tokenBucket.ts"
 
 /** What an actor shares with its siblings: the supervisor's side. */
@@ -63,6 +64,8 @@ export class ActorImpl implements Connection.Connection<unknown> {
   readonly transport: Transport
   readonly settings: RouteSettings
   readonly request: Handshake.UpgradeRequest
+  /** The path of its route ("" off a server), for metrics and logs. */
+  readonly route: string
   readonly auth: unknown
   readonly protocol: string | undefined
   // the supervisor runs every fiber with the server's services, so R is provided
@@ -94,6 +97,8 @@ export class ActorImpl implements Connection.Connection<unknown> {
   /** True while a drain fiber runs (or is about to). */
   running = false
   fiber: Fiber.Fiber<void, never> | undefined = undefined
+  /** Forks with the server's services and this connection's log annotations; made on the first drain. */
+  private runFork: (<A, E>(effect: Effect.Effect<A, E, never>) => Fiber.Fiber<A, E>) | undefined = undefined
   /** The drain effect and its exit observer, made on the first message: an idle connection holds no effect objects. */
   drain: Effect.Effect<void> | undefined = undefined
   onDrainExit: ((exit: Exit.Exit<void>) => void) | undefined = undefined
@@ -123,6 +128,10 @@ export class ActorImpl implements Connection.Connection<unknown> {
   private inboundBytes = 0
   /** Reading stopped because `inboundBytes` passed the high-water mark. */
   private inboundPaused = false
+  /** The socket's reading is stopped now, for whatever reason (counted in the metrics). */
+  private socketPaused = false
+  /** When the close frame went, by the Clock (exact, unlike `closeSentAt`): the close duration's start. */
+  private closeStartedAt = -1
   /** The route's rate limit; undefined on routes without one. */
   private readonly bucket: TokenBucket | undefined
 
@@ -139,8 +148,10 @@ export class ActorImpl implements Connection.Connection<unknown> {
     behavior: Behavior.Behavior<unknown, unknown>,
     request: Handshake.UpgradeRequest,
     auth: unknown,
-    protocol: string | undefined
+    protocol: string | undefined,
+    route = ""
   ) {
+    this.route = route
     this.host = host
     this.transport = transport
     this.settings = settings
@@ -174,6 +185,13 @@ export class ActorImpl implements Connection.Connection<unknown> {
   get receivesStreams(): boolean {
     return this.settings.receive === "stream"
   }
+  /** Wire bytes so far, for the metrics. */
+  get bytesRead(): number {
+    return this.transport.bytesRead ?? 0
+  }
+  get bytesWritten(): number {
+    return this.transport.bytesWritten ?? 0
+  }
   /** What the socket buffers, and the writes held behind a streamed message. */
   get bufferedAmount(): number {
     return this.transport.bufferedAmount + this.heldBytes
@@ -187,8 +205,10 @@ export class ActorImpl implements Connection.Connection<unknown> {
     if (this.phase === phases.closed || this.crashed) return
     if (this.bucket !== undefined && !admitUnsafe(this, this.bucket, message)) return
     const mailbox = (this.mailbox ??= new Mailbox())
+    stats.messagesReceived++
     if (mailbox.pushMessage(message, this.settings.mailboxCapacity, this.settings.maxMessageBytes)) {
-      if (!this.readingPaused) this.transport.pause()
+      stats.mailboxPauses++
+      if (!this.readingPaused) this.pauseSocket()
     }
     wake(this)
   }
@@ -211,7 +231,11 @@ export class ActorImpl implements Connection.Connection<unknown> {
         inbound.discard()
       } else {
         const mailbox = (this.mailbox ??= new Mailbox())
-        if (mailbox.pushSignal({ _tag: "Streamed", inbound }, this.settings.mailboxCapacity)) this.pauseFor()
+        stats.messagesReceived++
+        if (mailbox.pushSignal({ _tag: "Streamed", inbound }, this.settings.mailboxCapacity)) {
+          stats.mailboxPauses++
+          this.pauseFor()
+        }
         wake(this)
       }
     }
@@ -232,13 +256,31 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.inboundBytes -= bytes
     if (this.inboundPaused && this.inboundBytes <= this.settings.highWaterMark) {
       this.inboundPaused = false
-      if (this.mayRead()) this.transport.resume()
+      if (this.mayRead()) this.resumeSocket()
     }
   }
 
-  /** Stops reading, unless another reason already has. */
+  /** Stops reading, unless the socket is stopped already (for whatever reason). */
   private pauseFor(): void {
-    if (!this.readingPaused && this.mailbox?.paused !== true && !this.inboundPaused) this.transport.pause()
+    if (!this.socketPaused) this.pauseSocket()
+  }
+
+  /** Stops reading from the socket (counted in `switchboard_reading_paused` until it reads again or closes). */
+  pauseSocket(): void {
+    if (!this.socketPaused) {
+      this.socketPaused = true
+      stats.readingPaused++
+    }
+    this.transport.pause()
+  }
+
+  /** Reads from the socket again. */
+  resumeSocket(): void {
+    if (this.socketPaused) {
+      this.socketPaused = false
+      stats.readingPaused--
+    }
+    this.transport.resume()
   }
 
   /** No reason to keep reading stopped: the behaviour's, a full mailbox's or too many pieces'. */
@@ -329,12 +371,18 @@ export class ActorImpl implements Connection.Connection<unknown> {
     if (this.phase !== phases.open) return
     this.phase = phases.closing
     this.closeSentAt = this.host.now
+    this.closeStartedAt = this.host.time()
   }
 
   /** The socket is closed; `code` is the peer's close code (1005 without one, 1006 if it dropped). */
   closedUnsafe(code: number, reason: string): void {
     if (this.phase === phases.closed) return
     this.phase = phases.closed
+    if (this.closeStartedAt >= 0) stats.closeDuration.observe((this.host.time() - this.closeStartedAt) / 1000)
+    if (this.socketPaused) {
+      this.socketPaused = false
+      stats.readingPaused--
+    }
     this.cutReceiving(new ConnectionError.Incomplete({ code }))
     if (this.closeReason === undefined) {
       this.closeReason = code === CloseCode.Abnormal ? CloseReason.lost : CloseReason.peer(code, reason)
@@ -358,11 +406,13 @@ export class ActorImpl implements Connection.Connection<unknown> {
   send(message: Message.Message): Effect.Effect<void> {
     return Effect.suspend(() => {
       if (this.phase !== phases.open) return Effect.void
+      stats.messagesSent++
       if (this.streaming) this.hold(message, Message.byteLength(message))
       else this.transport.send(message)
       this.lastOut = this.host.now
       if (this.bufferedAmount <= this.settings.highWaterMark) return Effect.void
       if (this.handlers.onDrain !== undefined) this.afterWrite()
+      stats.sendSuspensions++
       return this.untilBuffered(this.settings.highWaterMark)
     })
   }
@@ -377,6 +427,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   /** One fragment of a streamed message; false when the connection is no longer open. */
   writeFragmentUnsafe(data: Message.Message, fin: boolean): boolean {
     if (this.phase !== phases.open) return false
+    if (fin) stats.messagesSent++
     this.transport.sendFragment(data, fin)
     this.lastOut = this.host.now
     if (this.handlers.onDrain !== undefined) this.afterWrite()
@@ -438,7 +489,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
   get pauseReading(): Effect.Effect<void> {
     return Effect.sync(() => {
       if (this.readingPaused || this.phase === phases.closed) return
-      if (this.mailbox?.paused !== true && !this.inboundPaused) this.transport.pause()
+      if (this.mailbox?.paused !== true && !this.inboundPaused) this.pauseSocket()
       this.readingPaused = true
     })
   }
@@ -450,13 +501,15 @@ export class ActorImpl implements Connection.Connection<unknown> {
       // keepalive and the idle timeout start again: the peer could not be heard
       this.lastIn = this.lastMessage = this.host.now
       this.pingSentAt = -1
-      if (this.mayRead()) this.transport.resume()
+      if (this.mayRead()) this.resumeSocket()
     })
   }
 
   /** The hub's fan-out write: synchronous, never waits; false when the connection is not open. */
   sendPreparedUnsafe(prepared: PreparedMessage): boolean {
     if (this.phase !== phases.open) return false
+    stats.messagesSent++
+    stats.hubDeliveries++
     if (this.streaming) this.hold(prepared, prepared.bytes.byteLength)
     else this.transport.sendPrepared(prepared)
     this.lastOut = this.host.now
@@ -532,6 +585,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.phase = phases.closing
     this.closeReason ??= why
     this.closeSentAt = this.host.now
+    this.closeStartedAt = this.host.time()
     this.transport.close(code, reason)
   }
 
@@ -588,6 +642,26 @@ export class ActorImpl implements Connection.Connection<unknown> {
   }
 
   logCause(message: string, cause: Cause.Cause<unknown>): Effect.Effect<void> {
-    return Effect.logError(message, cause).pipe(Effect.annotateLogs({ connectionId: this.id }))
+    return Effect.logError(message, cause).pipe(Effect.annotateLogs(this.logAnnotations()))
+  }
+
+  /** What every log line of this connection carries: its id and its route. */
+  private logAnnotations(): Record<string, string> {
+    return this.route === "" ? { connectionId: this.id } : { connectionId: this.id, route: this.route }
+  }
+
+  /**
+   * Forks `effect` (the drain loop, the behaviour's callbacks) so that every
+   * log line in it, the behaviour's own too, is annotated with the
+   * connection's id and route: the annotated services are made once per
+   * connection, not per batch.
+   */
+  forkAnnotated<A, E>(effect: Effect.Effect<A, E, never>): Fiber.Fiber<A, E> {
+    if (this.runFork === undefined) {
+      const base = this.host.context
+      const annotations = { ...Context.get(base, References.CurrentLogAnnotations), ...this.logAnnotations() }
+      this.runFork = Effect.runForkWith(Context.add(base, References.CurrentLogAnnotations, annotations))
+    }
+    return this.runFork(effect)
   }
 }

@@ -13,9 +13,11 @@
 import { Cause, Effect, type Exit } from "effect"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
+import * as ConnectionError from "../ConnectionError.ts"
 import { isMessage } from "../Message.ts"
 import { type ActorImpl, phases } from "./actor.ts"
 import type { Signal } from "./mailbox.ts"
+import { stats } from "./serverStats.ts"
 
 /** Forks `actor`'s drain fiber if none runs. */
 export const wake = (actor: ActorImpl): void => {
@@ -23,7 +25,7 @@ export const wake = (actor: ActorImpl): void => {
   actor.running = true
   // The drain starts on the next scheduler tick, not inside this call: every message the
   // reactor parses from one TCP read lands in the same batch, whose replies go out in one write.
-  actor.fiber = actor.host.fork(
+  actor.fiber = actor.forkAnnotated(
     (actor.drain ??= Effect.andThen(
       Effect.yieldNow,
       Effect.suspend(() => next(actor))
@@ -60,7 +62,7 @@ const next = (actor: ActorImpl): Effect.Effect<void> => {
   if (mailbox.paused) {
     mailbox.paused = false
     // reading stays paused while the behaviour has asked for it (`pauseReading`), or pieces of streamed messages wait
-    if (actor.mayRead()) actor.transport.resume()
+    if (actor.mayRead()) actor.resumeSocket()
   }
   return Effect.flatMap(handleFrom(actor, batch, 0), () => {
     mailbox.recycle(batch)
@@ -78,13 +80,20 @@ const handleFrom = (actor: ActorImpl, batch: Array<Signal>, start: number): Effe
   for (let i = start; i < batch.length; i++) {
     const effect = handle(actor, batch[i]!)
     if (effect === undefined) continue
+    // the callback's time, waits included, for switchboard_behavior_duration_seconds
+    const started = performance.now()
     return Effect.matchCauseEffect(effect, {
-      onSuccess: () => handleFrom(actor, batch, i + 1),
-      onFailure: (cause) =>
-        Effect.andThen(
+      onSuccess: () => {
+        stats.behaviorDuration.observe((performance.now() - started) / 1000)
+        return handleFrom(actor, batch, i + 1)
+      },
+      onFailure: (cause) => {
+        stats.behaviorDuration.observe((performance.now() - started) / 1000)
+        return Effect.andThen(
           onFailure(actor, cause),
           Effect.suspend(() => handleFrom(actor, batch, i + 1))
         )
+      }
     })
   }
   return Effect.void
@@ -134,9 +143,34 @@ const stateSetter = (actor: ActorImpl): ((state: unknown) => void) =>
     actor.state = state
   })
 
+/**
+ * True when a callback failed with this connection's own `ConnectionError`
+ * after the connection stopped being open: the end of the connection seen
+ * through a stream it was reading (a streamed message cut off, with
+ * `Incomplete` or the reason the reactor failed it), not a fault of the
+ * behaviour.
+ */
+const isOwnEnd = (actor: ActorImpl, cause: Cause.Cause<unknown>): boolean => {
+  if (actor.phase === phases.open) return false
+  const failure = cause.reasons.find(Cause.isFailReason)
+  return (
+    failure !== undefined &&
+    cause.reasons.every((reason) => Cause.isFailReason(reason) || Cause.isInterruptReason(reason)) &&
+    failure.error instanceof ConnectionError.ConnectionError &&
+    failure.error.connectionId === actor.id
+  )
+}
+
 const onFailure = (actor: ActorImpl, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
   if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
   actor.crashed = true
+  if (isOwnEnd(actor, cause)) {
+    // the close reason stays the connection's own (Lost, Peer, Error): the client did this
+    return Effect.logDebug("behavior ended by its connection's end", cause).pipe(
+      Effect.annotateLogs({ connectionId: actor.id })
+    )
+  }
+  stats.behaviorFailures++
   if (actor.phase === phases.closed) {
     // the failure came from onClose's turn or after the socket closed: log, then end
     return actor.logCause("behavior failed", cause)

@@ -126,8 +126,11 @@ class FragmentWriter {
       if (tail !== "") last = (last as string) + tail
     }
     this.ended = true
-    this.actor.writeFragmentUnsafe(last, true)
-    return Effect.void
+    if (!this.actor.writeFragmentUnsafe(last, true)) return Effect.void
+    // as `send` does: a message that came as one piece (whose only fragment is this one) waits too
+    const highWaterMark = this.actor.settings.highWaterMark
+    if (this.actor.transport.bufferedAmount <= highWaterMark) return Effect.void
+    return this.actor.untilBuffered(highWaterMark, true)
   }
 
   /** A chunk as the message's kind: `undefined` for bytes that are not UTF-8 in a text message. */

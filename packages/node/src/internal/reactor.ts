@@ -39,6 +39,13 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
   /** Set while a drain report is on its way to the actor (one for every `flush` before it). */
   drainReport = false
 
+  get bytesRead(): number {
+    return this.rawSocket?.bytesRead ?? 0
+  }
+  get bytesWritten(): number {
+    return this.rawSocket?.bytesWritten ?? 0
+  }
+
   override send(message: string | Uint8Array): void {
     corkForTurn(this)
     super.send(message)

@@ -9,7 +9,7 @@ import { STATUS_CODES } from "node:http"
 import type * as Https from "node:https"
 import type { Socket } from "node:net"
 import * as Tls from "node:tls"
-import { Admission, type Handshake, type Reactor, type ServerOptions } from "@switchboard/core"
+import { Admission, type Handshake, type Reactor, ServerError, type ServerOptions } from "@switchboard/core"
 import { Effect, Metric } from "effect"
 import { WebSocketServer } from "ws"
 import * as Deflate from "./deflate.ts"
@@ -87,10 +87,26 @@ export const mount = <R, A>(
   server: Server | Https.Server,
   options: ServerOptions.Options<R, A> & {
     readonly onRequest?: (request: IncomingMessage, response: ServerResponse) => void
+    readonly metrics?: { readonly path: string }
   },
   config: Config
 ) =>
   Effect.gen(function* () {
+    const metricsPath = options.metrics?.path
+    if (metricsPath !== undefined && (!metricsPath.startsWith("/") || metricsPath in options.routes)) {
+      return yield* Effect.fail(
+        new ServerError.ServerError({
+          reason: new ServerError.InvalidOptions({
+            message: `metrics.path: must start with "/" and be no route's path, got ${JSON.stringify(metricsPath)}`
+          })
+        })
+      )
+    }
+    // loaded only by a server that serves metrics
+    const prometheus =
+      metricsPath === undefined
+        ? undefined
+        : yield* Effect.promise(() => import("effect/observability/PrometheusMetrics"))
     /** Keep-alive sockets between requests, with their `bytesRead` when the last response ended. */
     const keptAlive = new Map<Socket, number>()
     const admission: Admission.Admission<R, Socket> = yield* Admission.make<R, Socket, A>(options, {
@@ -142,7 +158,7 @@ export const mount = <R, A>(
       if (!supervisor.accepting) return refuse(socket, admission.reject("shutting_down", 503, "server shutting down"))
       if (protocol !== undefined) protocols.set(req, protocol)
       wss.get(route)!.handleUpgrade(req, socket, head, (client) => {
-        handshakes.end(socket)
+        handshakes.upgraded(socket)
         keptAlive.delete(socket)
         const ws = client as SwitchboardSocket
         attach(ws, socket, stats, supervisor.accept(route, ws, { request, auth, protocol }))
@@ -240,6 +256,9 @@ export const mount = <R, A>(
           if (!socket.destroyed) keptAlive.set(socket, socket.bytesRead)
         })
       }
+      if (prometheus !== undefined && (req.url === metricsPath || req.url?.startsWith(`${metricsPath}?`))) {
+        return serveMetrics(req, res, prometheus.formatUnsafe(context))
+      }
       if (!config.handleRequests) return
       if (options.onRequest !== undefined) return options.onRequest(req, res)
       // a WebSocket-only server has no use for a keep-alive socket
@@ -279,3 +298,18 @@ export const mount = <R, A>(
     )
     return { supervisor, stats, shutdownTimeout: admission.options.shutdownTimeout }
   })
+
+/** The Prometheus text exposition of the registry, for GET (and HEAD); 405 for other methods. */
+const serveMetrics = (req: IncomingMessage, res: ServerResponse, body: string): void => {
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    res.writeHead(405, { Allow: "GET, HEAD", "Content-Type": "text/plain; charset=utf-8" })
+    res.end("405 Method Not Allowed\n")
+    return
+  }
+  res.writeHead(200, {
+    "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
+    "Content-Length": Buffer.byteLength(body),
+    "Cache-Control": "no-store"
+  })
+  res.end(req.method === "HEAD" ? undefined : body)
+}
