@@ -1,7 +1,9 @@
 // The chat page: one WebSocket to /chat, JSON messages both ways.
 ;(() => {
   const $ = (id) => document.getElementById(id)
-  const state = { ws: undefined, you: undefined, nick: "", room: "", members: new Map() }
+  const state = { ws: undefined, you: undefined, nick: "", room: "", members: new Map(), joined: false }
+  // after a lost connection: the attempt number, and the timer of the next one
+  const reconnect = { attempt: 0, timer: undefined, lost: false }
 
   // Two members may share a nick: then each is shown with a short tag derived
   // from its member id ("ada#3f2a"), in the member list and on its messages.
@@ -95,6 +97,12 @@
     $("status").textContent = text
     $("status-dot").className = `dot ${kind}`
   }
+  // offline: the member list greys out and nothing can be sent (what is typed stays in the box)
+  const setOnline = (online) => {
+    document.body.classList.toggle("offline", !online)
+    for (const id of ["send", "search"]) $(id).disabled = !online
+    $("text").placeholder = online ? "Write a message…" : "Offline: reconnecting…"
+  }
 
   const handle = (message) => {
     switch (message.type) {
@@ -106,7 +114,16 @@
         $("room-name").textContent = message.room
         $("messages").replaceChildren()
         for (const entry of message.history) addMessage(entry, " history")
-        addLine("notice", `You joined #${message.room} as ${label(message.you, state.nick)}`)
+        addLine(
+          "notice",
+          reconnect.lost
+            ? `Reconnected: back in #${message.room} as ${label(message.you, state.nick)}`
+            : `You joined #${message.room} as ${label(message.you, state.nick)}`
+        )
+        state.joined = true
+        reconnect.lost = false
+        reconnect.attempt = 0
+        setOnline(true)
         renderMembers()
         $("login").hidden = true
         $("chat").hidden = false
@@ -145,13 +162,40 @@
       })
       ws.addEventListener("message", (event) => handle(JSON.parse(event.data)))
       ws.addEventListener("close", (event) => {
-        setStatus(`offline (${event.code})`, "offline")
-        $("search").disabled = false
         state.ws = undefined
         reject(new Error("connection closed"))
+        if (!state.joined) {
+          setStatus(`offline (${event.code})`, "offline")
+          $("search").disabled = false
+          return
+        }
+        // in a room: try again with backoff, and rejoin it when the server is back
+        setOnline(false)
+        if (!reconnect.lost) {
+          reconnect.lost = true
+          addLine("err", `Connection lost (${event.code}); reconnecting…`)
+        }
+        scheduleReconnect()
       })
       state.ws = ws
     })
+
+  // 0.5 s, 1 s, 2 s … up to 10 s between attempts, each with jitter so that a restarted server is not hit at once
+  const scheduleReconnect = () => {
+    clearTimeout(reconnect.timer)
+    const delay = Math.min(10_000, 500 * 2 ** reconnect.attempt) * (0.5 + Math.random() / 2)
+    reconnect.attempt++
+    setStatus(`offline: reconnecting in ${Math.ceil(delay / 1000)} s`, "offline")
+    reconnect.timer = setTimeout(async () => {
+      setStatus("reconnecting…", "offline")
+      try {
+        const ws = await connect()
+        ws.send(JSON.stringify({ type: "join", room: state.room, nick: state.nick }))
+      } catch {
+        // its close event scheduled the next attempt
+      }
+    }, delay)
+  }
 
   $("login-form").addEventListener("submit", async (event) => {
     event.preventDefault()
@@ -181,7 +225,8 @@
   $("say-form").addEventListener("submit", (event) => {
     event.preventDefault()
     const text = $("text").value.trim()
-    if (text === "" || state.ws === undefined) return
+    // offline, the text stays in the box until it can be sent
+    if (text === "" || state.ws === undefined || state.ws.readyState !== WebSocket.OPEN) return
     state.ws.send(JSON.stringify({ type: "say", text }))
     $("text").value = ""
   })

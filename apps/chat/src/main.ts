@@ -52,6 +52,40 @@ const Inbound = Schema.fromJsonString(
   ])
 )
 const decodeInbound = Schema.decodeUnknownEffect(Inbound)
+
+/** What is wrong with input that does not decode, in words a person can act on. */
+export const explain = (raw: string): string => {
+  let value: unknown
+  try {
+    value = JSON.parse(raw)
+  } catch {
+    return 'not JSON: send an object such as {"type":"say","text":"hi"}'
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return "send a JSON object with a type"
+  const input = value as Record<string, unknown>
+  const length = (field: string) => (typeof input[field] === "string" ? (input[field] as string).length : -1)
+  switch (input.type) {
+    case "join":
+      if (typeof input.room !== "string" || !/^[a-z0-9][a-z0-9-]{0,31}$/.test(input.room))
+        return "room: 1 to 32 lowercase letters, digits and dashes, not starting with a dash"
+      if (length("nick") < 1) return "pick a nickname"
+      if (length("nick") > 24) return "nickname longer than 24 characters"
+      return "not a valid join"
+    case "say":
+      if (length("text") < 1) return "empty message"
+      if (length("text") > 2000) return "message longer than 2000 characters"
+      return "not a valid message"
+    case "search":
+      if (length("query") < 1) return "search for at least one word"
+      if (length("query") > Search.limits.maxQueryChars)
+        return `search longer than ${Search.limits.maxQueryChars} characters`
+      return "not a valid search"
+    default:
+      return typeof input.type === "string"
+        ? `unknown type "${input.type.slice(0, 32)}": join, say or search`
+        : "missing type: join, say or search"
+  }
+}
 /** Longer input is answered with an error before it is parsed (the socket limit, 64 KiB, closes with 1009). */
 const maxInputChars = 4096
 
@@ -112,7 +146,7 @@ const Chat = Behavior.make({
       }
       const input = yield* Effect.option(decodeInbound(raw))
       if (input._tag === "None") {
-        return yield* Effect.as(send(conn, { type: "error", message: "not a valid message" }), state)
+        return yield* Effect.as(send(conn, { type: "error", message: explain(raw) }), state)
       }
       const hub = yield* Hub.Hub
       const history = yield* History.History

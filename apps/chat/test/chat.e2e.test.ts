@@ -5,6 +5,7 @@
  */
 import type { Browser, Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { freePort } from "../../../test-support/net.ts"
 import { type ChatServer, joinAt, launchChromium, members, messages, notices, say, startChat } from "./support.ts"
 
 let server: ChatServer
@@ -101,6 +102,54 @@ describe("chat in two browsers", () => {
     await expect.poll(() => page.locator("#search").isEnabled()).toBe(true)
     await page.click("#results-close")
     expect(await page.locator("#results").isHidden()).toBe(true)
+    await page.close()
+  })
+
+  it("goes offline when the server goes away (greyed members, Send disabled, typed text kept), then reconnects and rejoins", async () => {
+    const port = await freePort()
+    let own = await startChat({ PORT: String(port) })
+    const url = `http://127.0.0.1:${port}/`
+    const page = await browser.newPage()
+    try {
+      await joinAt(page, url, "ada", "restart")
+      await say(page, "before")
+      await expect.poll(async () => (await messages(page)).some((m) => m.includes("before"))).toBe(true)
+
+      await own.stop()
+      await expect.poll(() => page.locator("body.offline").count()).toBe(1)
+      expect(await page.locator("#send").isDisabled()).toBe(true)
+      expect(
+        await page.locator(".members").evaluate((el) => el.ownerDocument.defaultView!.getComputedStyle(el).opacity)
+      ).toBe("0.45")
+      expect(await page.locator("#status").textContent()).toMatch(/^offline/)
+      // typing while offline: nothing is sent or lost, the text waits in the box
+      await page.fill("#text", "written offline")
+      await page.locator("#text").press("Enter")
+      expect(await page.locator("#text").inputValue()).toBe("written offline")
+      await expect
+        .poll(() => page.locator("#messages .err").allInnerTexts())
+        .toEqual([expect.stringMatching(/^Connection lost \(1001\); reconnecting/)])
+
+      own = await startChat({ PORT: String(port) })
+      await expect.poll(() => notices(page), { timeout: 15_000 }).toContain("Reconnected: back in #restart as ada")
+      expect(await page.locator("body.offline").count()).toBe(0)
+      expect(await members(page)).toEqual(["ada"])
+      await page.click("#send")
+      await expect.poll(async () => (await messages(page)).some((m) => m.includes("written offline"))).toBe(true)
+    } finally {
+      await page.close()
+      await own.stop()
+    }
+  }, 40_000)
+
+  it("wraps long unbroken text inside its bubble", async () => {
+    const page = await browser.newPage()
+    await join(page, "wide", "wrap")
+    await say(page, "x".repeat(1500))
+    const bubble = page.locator("#messages .msg").last()
+    await bubble.waitFor()
+    const [width, parent] = await bubble.evaluate((el) => [el.scrollWidth, el.parentElement!.clientWidth])
+    expect(width).toBeLessThanOrEqual(parent!)
     await page.close()
   })
 })

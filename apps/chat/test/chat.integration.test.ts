@@ -42,9 +42,23 @@ const open = (port = server.port) =>
 describe("chat protocol", () => {
   it("answers malformed, invalid, oversized and binary input with an error and keeps the connection", async () => {
     const { ws, next } = await open()
-    for (const bad of ["not json", "{}", JSON.stringify({ type: "join", room: "Bad Room!", nick: "x" })]) {
+    const answers: Array<[string, string]> = [
+      ["not json", 'not JSON: send an object such as {"type":"say","text":"hi"}'],
+      ["[1]", "send a JSON object with a type"],
+      ["{}", "missing type: join, say or search"],
+      [JSON.stringify({ type: "shout" }), 'unknown type "shout": join, say or search'],
+      [
+        JSON.stringify({ type: "join", room: "Bad Room!", nick: "x" }),
+        "room: 1 to 32 lowercase letters, digits and dashes, not starting with a dash"
+      ],
+      [JSON.stringify({ type: "join", room: "lobby", nick: "" }), "pick a nickname"],
+      [JSON.stringify({ type: "join", room: "lobby", nick: "n".repeat(25) }), "nickname longer than 24 characters"],
+      [JSON.stringify({ type: "say", text: "" }), "empty message"],
+      [JSON.stringify({ type: "say", text: "t".repeat(2001) }), "message longer than 2000 characters"]
+    ]
+    for (const [bad, answer] of answers) {
       ws.send(bad)
-      expect(await next()).toEqual({ type: "error", message: "not a valid message" })
+      expect(await next()).toEqual({ type: "error", message: answer })
     }
     ws.send(JSON.stringify({ type: "say", text: "x".repeat(5000) }))
     expect(await next()).toEqual({ type: "error", message: "message longer than 4096 characters" })
@@ -318,7 +332,7 @@ describe("chat search", () => {
       client.ws.send(search("?!"))
       expect(await client.next()).toEqual({ type: "error", message: "search for at least one word" })
       client.ws.send(search("x".repeat(201)))
-      expect(await client.next()).toEqual({ type: "error", message: "not a valid message" })
+      expect(await client.next()).toEqual({ type: "error", message: "search longer than 200 characters" })
       client.ws.close()
     })
   }

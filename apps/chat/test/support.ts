@@ -16,14 +16,20 @@ export interface ChatServer {
 export const startChat = async (env: Record<string, string> = {}): Promise<ChatServer> => {
   // several reactors: ready once all of them listen (the supervisor says so), on the port the first one got
   const reactors = Number(env.REACTORS ?? 1) > 1
-  const fixed = reactors ? { PORT: String(await freePort()), HOST: LOOPBACK } : {}
+  // a port of the caller's (a restart on the same port), or of our choosing with several reactors
+  const fixed =
+    env.PORT !== undefined ? { HOST: LOOPBACK } : reactors ? { PORT: String(await freePort()), HOST: LOOPBACK } : {}
   const chat = await startNodeProcess(
     "src/main.ts",
     { ...fixed, ...env },
     {
       cwd: new URL("..", import.meta.url).pathname,
       name: "the chat server",
-      ...(reactors ? { readyWhen: /reactors listening on ws:\/\/127\.0\.0\.1:(\d+)/ } : {})
+      ...(reactors
+        ? { readyWhen: /reactors listening on ws:\/\/127\.0\.0\.1:(\d+)/ }
+        : env.PORT !== undefined
+          ? { readyWhen: /switchboard listening on ws:\/\/127\.0\.0\.1:(\d+)/ }
+          : {})
     }
   )
   return {
