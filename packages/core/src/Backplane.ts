@@ -66,8 +66,8 @@ export type PresenceSignal =
  * What travels on a topic: a broadcast message, or a presence signal (on
  * the hubs' presence topic). `origin` is the publishing hub's node id;
  * `exclude` is a connection id on that node that must not receive the
- * message (`broadcastFrom`); `version` counts the origin's presence
- * changes.
+ * message (`broadcastFrom`); `to` names the one connection that must
+ * (`sendTo`); `version` counts the origin's presence changes.
  *
  * @since 0.1.0
  * @category models
@@ -79,6 +79,8 @@ export type Envelope =
       readonly origin: string
       readonly message: Message
       readonly exclude?: string
+      /** A connection id on the receiving node: only it gets the message (`Hub.sendTo`, on the node's own topic). */
+      readonly to?: string
     }
   | {
       readonly _tag: "Presence"

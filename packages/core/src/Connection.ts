@@ -138,6 +138,27 @@ export interface Connection<in I = never, out A = unknown> {
 }
 
 /**
+ * A connection as a server lists it (`NodeServer`'s `list`): who, where
+ * from, since when.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Info {
+  /** Unique across processes. */
+  readonly id: string
+  /** The route's path. */
+  readonly route: string
+  readonly remoteAddress: string
+  /** What the route's `authenticate` hook attached. */
+  readonly auth: unknown
+  readonly protocol: string | undefined
+  /** When it was accepted, in ms since the epoch (the Clock's). */
+  readonly connectedAt: number
+  readonly isOpen: boolean
+}
+
+/**
  * Options of `sendStream`.
  *
  * @since 0.1.0

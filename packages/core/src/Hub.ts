@@ -47,6 +47,7 @@ import type * as CloseCode from "./CloseCode.ts"
 import * as CloseReason from "./CloseReason.ts"
 import type { Connection } from "./Connection.ts"
 import { ActorImpl } from "./internal/actor.ts"
+import * as Directory from "./internal/directory.ts"
 import * as PresenceTracker from "./internal/presence.ts"
 import { stats } from "./internal/serverStats.ts"
 import * as Settings from "./internal/settings.ts"
@@ -184,8 +185,37 @@ export class Hub extends Context.Service<
     readonly members: (topic: string) => Effect.Effect<ReadonlyArray<Backplane.Member>>
     /** Topics with at least one local subscriber. */
     readonly topics: Effect.Effect<ReadonlyArray<string>>
+    /**
+     * Where `sendTo` finds `conn` from any node: `<node>/<connection id>`
+     * (a presence member's is `addressOf(member)`).
+     */
+    readonly address: (conn: Connection<never>) => string
+    /**
+     * Sends `message` to the one connection at `address`, on this node or
+     * another: written at once if it is here, else through the backplane to
+     * its node. A connection that is gone (or an address of no node) is
+     * skipped, as a broadcast skips it; the slow-consumer policy applies.
+     */
+    readonly sendTo: (address: string, message: Message) => Effect.Effect<void, Backplane.BackplaneError>
+    /** Files `conn` under `user` until it ends (`sendToUser`); a connection may be filed under several. */
+    readonly identify: (conn: Connection<never>, user: string) => Effect.Effect<void, Backplane.BackplaneError>
+    /** Sends `message` to every connection filed under `user`, on every node. */
+    readonly sendToUser: (user: string, message: Message) => Effect.Effect<void, Backplane.BackplaneError>
   }
 >()("@switchboard/core/Hub") {}
+
+/**
+ * The address of a presence member, for `sendTo`.
+ *
+ * @since 0.1.0
+ * @category addressing
+ */
+export const addressOf = (member: { readonly node: string; readonly id: string }): string =>
+  `${member.node}/${member.id}`
+
+/** The topic of a node's direct messages (`sendTo`), and of a user's connections (`identify`). */
+const nodeTopic = (node: string): string => `~node/${node}`
+const userTopic = (user: string): string => `~user/${user}`
 
 interface Subscription {
   /** Undefined for a plain subscriber; replaced when the member joins again with other metadata. */
@@ -242,6 +272,22 @@ export const make = (
           })
       )
 
+    /** One connection of this node gets `message`, under the slow-consumer policy; false if it is not here and open. */
+    const writeTo = (id: string, message: Message): boolean => {
+      const actor = Directory.get(id)
+      if (actor === undefined || !actor.isOpen) return false
+      if (actor.bufferedAmount > maxBufferedBytes) {
+        if (policy === "drop") drops.updateUnsafe(1, context)
+        else {
+          closes.updateUnsafe(1, context)
+          actor.closeWith(policy.close, "slow consumer", CloseReason.local(policy.close, "slow consumer"))
+        }
+        return false
+      }
+      framedTotal.updateUnsafe(1, context)
+      return actor.sendPreparedUnsafe(PreparedMessage.make(message))
+    }
+
     const deliver = (topic: Topic, envelope: Backplane.Envelope): void => {
       if (envelope._tag !== "Broadcast") return
       stats.backplaneReceived++
@@ -289,6 +335,13 @@ export const make = (
     }
 
     const tracker = yield* PresenceTracker.make({ node, heartbeat, timeout, localMembers, announce })
+    // this node's direct messages (`sendTo` from other nodes)
+    yield* backplane.subscribe(nodeTopic(node), (envelope) => {
+      if (envelope._tag === "Broadcast" && envelope.to !== undefined) {
+        stats.backplaneReceived++
+        writeTo(envelope.to, envelope.message)
+      }
+    })
 
     const topicFor = (name: string): Effect.Effect<Topic, Backplane.BackplaneError> =>
       Effect.suspend(() => {
@@ -414,7 +467,22 @@ export const make = (
           for (const member of tracker.members(name)) members.push(member)
           return members
         }),
-      topics: Effect.sync(() => [...topics.keys()])
+      topics: Effect.sync(() => [...topics.keys()]),
+      address: (conn) => `${node}/${conn.id}`,
+      sendTo: (address, message) =>
+        Effect.suspend(() => {
+          const slash = address.indexOf("/")
+          if (slash <= 0) return Effect.void
+          const target = address.slice(0, slash)
+          const id = address.slice(slash + 1)
+          if (target === node) {
+            writeTo(id, message)
+            return Effect.void
+          }
+          return publish({ _tag: "Broadcast", topic: nodeTopic(target), origin: node, message, to: id })
+        }),
+      identify: (conn, user) => Effect.suspend(() => add(userTopic(user), actorOf(conn), undefined)),
+      sendToUser: (user, message) => publish({ _tag: "Broadcast", topic: userTopic(user), origin: node, message })
     })
   })
 
@@ -488,6 +556,34 @@ export const broadcastFrom = (
  * @since 0.1.0
  * @category accessors
  */
+/**
+ * Sends `message` to the one connection at `address` (`Hub.address`,
+ * `addressOf`), on whatever node it is.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const sendTo = (address: string, message: Message): Effect.Effect<void, Backplane.BackplaneError, Hub> =>
+  Hub.use((hub) => hub.sendTo(address, message))
+
+/**
+ * Files `conn` under `user` until it ends, for `sendToUser`.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const identify = (conn: Connection<never>, user: string): Effect.Effect<void, Backplane.BackplaneError, Hub> =>
+  Hub.use((hub) => hub.identify(conn, user))
+
+/**
+ * Sends `message` to every connection filed under `user`, on every node.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const sendToUser = (user: string, message: Message): Effect.Effect<void, Backplane.BackplaneError, Hub> =>
+  Hub.use((hub) => hub.sendToUser(user, message))
+
 export const members = (topic: string): Effect.Effect<ReadonlyArray<Backplane.Member>, never, Hub> =>
   Hub.use((hub) => hub.members(topic))
 

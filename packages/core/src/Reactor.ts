@@ -102,6 +102,8 @@ export interface Actor {
   readonly receivesStreams: boolean
   /** The route's `maxMessageBytes`, for the reactor's frame parser. */
   readonly maxMessageBytes: number
+  /** Resolves once the actor has nothing left to do: its mailbox is empty and no callback runs (for tests). */
+  readonly idle: Effect.Effect<void>
   /** Resolves once the actor has run `onClose` and left the supervisor. */
   readonly finished: Effect.Effect<void>
   /** The connection as its behaviour sees it. */

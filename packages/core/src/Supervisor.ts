@@ -19,6 +19,7 @@ import * as CloseReason from "./CloseReason.ts"
 import type * as Connection from "./Connection.ts"
 import type * as Handshake from "./Handshake.ts"
 import { ActorImpl, type Host } from "./internal/actor.ts"
+import * as Directory from "./internal/directory.ts"
 import * as ServerStats from "./internal/serverStats.ts"
 import { sweeper } from "./internal/sweeper.ts"
 import type * as Reactor from "./Reactor.ts"
@@ -70,6 +71,8 @@ export interface Supervisor<R> {
   ): Reactor.Actor
   /** Every open connection. */
   readonly connections: Iterable<Connection.Connection<unknown>>
+  /** The connections of `route` (every route's without one), as `Connection.Info`, in the order they came. */
+  list(route?: string): ReadonlyArray<Connection.Info>
   /**
    * Closes every connection with 1001, waits up to `shutdownTimeout` for the
    * close handshakes, terminates the rest, and waits for their actors'
@@ -134,6 +137,7 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
       context: context as Context.Context<never>,
       fork: (effect) => runFork(effect),
       remove: (actor) => {
+        Directory.remove(actor)
         if (actors.delete(actor)) {
           ServerStats.endedUnsafe(
             actor.route,
@@ -184,6 +188,7 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
       }
       yield* report(stuck.length)
       for (const actor of actors) {
+        Directory.remove(actor)
         ServerStats.endedUnsafe(
           actor.route,
           actor.closeReason ?? CloseReason.shutdown,
@@ -212,6 +217,22 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
         return accepting
       },
       connections: actors,
+      list: (route) => {
+        const infos: Array<Connection.Info> = []
+        for (const actor of actors) {
+          if (route !== undefined && actor.route !== route) continue
+          infos.push({
+            id: actor.id,
+            route: actor.route,
+            remoteAddress: actor.remoteAddress,
+            auth: actor.auth,
+            protocol: actor.protocol,
+            connectedAt: actor.connectedAt,
+            isOpen: actor.isOpen
+          })
+        }
+        return infos
+      },
       accept: (route, transport, info) => {
         const actor = new ActorImpl(
           host,
@@ -224,6 +245,7 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
           route.path
         )
         actors.add(actor)
+        Directory.add(actor)
         ServerStats.openedUnsafe(route.path)
         return actor
       },

@@ -198,6 +198,62 @@ describe("Hub", () => {
     }).pipe(Effect.provide(Backplane.layerMemory))
   )
 
+  it.effect("sendTo reaches one connection by its address, on this node or another; a gone one is skipped", () =>
+    Effect.gen(function* () {
+      const backplane = yield* Backplane.Backplane
+      const hubA = yield* Hub.make().pipe(Effect.provideService(Backplane.Backplane, backplane))
+      const hubB = yield* Hub.make().pipe(Effect.provideService(Backplane.Backplane, backplane))
+      const Plain = Behavior.make({})
+      const onA = yield* TestClient.connect(Plain, noTimers)
+      const onB = yield* TestClient.connect(Plain, noTimers)
+      const other = yield* TestClient.connect(Plain, noTimers)
+      // ids are unique across processes: a serial and the process's tag
+      expect(onA.connection.id).toMatch(/^c\d+\.[0-9a-z]{8}$/)
+      const addressOfB = hubB.address(onB.connection)
+      expect(addressOfB).toBe(`${hubB.node}/${onB.connection.id}`)
+      expect(Hub.addressOf({ node: hubB.node, id: onB.connection.id })).toBe(addressOfB)
+      // from node A to a connection of node B, through the backplane
+      yield* hubA.sendTo(addressOfB, "to b only")
+      expect(yield* onB.expectText).toBe("to b only")
+      // on its own node, written at once
+      yield* hubA.sendTo(hubA.address(onA.connection), "to a")
+      expect(yield* onA.expectText).toBe("to a")
+      expect(onA.pending).toEqual([])
+      expect(other.pending).toEqual([])
+      // a connection that is gone, and an address that names nothing: skipped, no error
+      yield* onB.close(1000)
+      yield* onB.finished
+      yield* hubA.sendTo(addressOfB, "too late")
+      yield* hubA.sendTo("no-such-address", "nowhere")
+      yield* Effect.yieldNow
+      expect(other.pending).toEqual([])
+    }).pipe(Effect.provide(Backplane.layerMemory))
+  )
+
+  it.effect("sendToUser reaches every connection filed under a user, on every node, until each ends", () =>
+    Effect.gen(function* () {
+      const backplane = yield* Backplane.Backplane
+      const hubA = yield* Hub.make().pipe(Effect.provideService(Backplane.Backplane, backplane))
+      const hubB = yield* Hub.make().pipe(Effect.provideService(Backplane.Backplane, backplane))
+      const Plain = Behavior.make({})
+      const phone = yield* TestClient.connect(Plain, noTimers)
+      const laptop = yield* TestClient.connect(Plain, noTimers)
+      const bob = yield* TestClient.connect(Plain, noTimers)
+      yield* hubA.identify(phone.connection, "ada")
+      yield* hubB.identify(laptop.connection, "ada")
+      yield* hubB.identify(bob.connection, "bob")
+      // from outside any connection (a timer, an HTTP handler): the accessor on the hub in context
+      yield* Hub.sendToUser("ada", "hello ada").pipe(Effect.provideService(Hub.Hub, hubB))
+      expect(yield* phone.expectText).toBe("hello ada")
+      expect(yield* laptop.expectText).toBe("hello ada")
+      expect(bob.pending).toEqual([])
+      yield* laptop.close(1000)
+      yield* laptop.finished
+      yield* hubA.sendToUser("ada", "again")
+      expect(yield* phone.expectText).toBe("again")
+    }).pipe(Effect.provide(Backplane.layerMemory))
+  )
+
   it.effect("ignores a re-join with equal metadata, and tells the room once when the metadata changes", () =>
     Effect.gen(function* () {
       const hub = yield* Hub.Hub

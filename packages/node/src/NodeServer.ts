@@ -17,7 +17,7 @@ import * as Http from "node:http"
 import * as Https from "node:https"
 import type { AddressInfo } from "node:net"
 import type * as Tls from "node:tls"
-import { ServerError, ServerOptions } from "@switchboard/core"
+import { type Connection, ServerError, ServerOptions } from "@switchboard/core"
 import { Context, Effect, Layer } from "effect"
 import { acceptErrorsTotal, guardAccepts, tcpCap } from "./internal/acceptGuard.ts"
 import { openFileLimit, reserveFor } from "./internal/fdLimit.ts"
@@ -107,6 +107,12 @@ export class NodeServer extends Context.Service<
     readonly host: string
     /** Open WebSocket connections. */
     readonly connections: () => number
+    /**
+     * The connections of `route` (of every route without one): id, route,
+     * remote address, auth, protocol, since when. Send to one with
+     * `Hub.sendTo`, or to a user's with `Hub.sendToUser`.
+     */
+    readonly list: (route?: string) => ReadonlyArray<Connection.Info>
     /** Times a socket's reading was paused: its actor's mailbox was full, or its behaviour called `pauseReading`. */
     readonly pausedReads: () => number
   }
@@ -150,7 +156,8 @@ const mountScoped = <R, A>(server: Http.Server | Https.Server, options: MountOpt
   Effect.gen(function* () {
     const mounted = yield* mount(server, options, {
       defaultMaxConnections: Math.max(1, Math.floor(defaultMaxConnections(openFileLimit()) / reactorShare)),
-      handleRequests: owned || options.onRequest !== undefined
+      handleRequests: owned || options.onRequest !== undefined,
+      shared: !owned
     })
     return mounted
   })
@@ -243,6 +250,7 @@ export const layer = <R = never, A = unknown>(
         port: address.port,
         host,
         connections: () => supervisor.size,
+        list: (route) => supervisor.list(route),
         pausedReads: () => stats.pauses
       })
     })
@@ -268,6 +276,12 @@ export const layerAttached = <R = never, A = unknown>(
       const address = server.address()
       const port = typeof address === "object" && address !== null ? address.port : 0
       const host = typeof address === "object" && address !== null ? address.address : ""
-      return NodeServer.of({ port, host, connections: () => supervisor.size, pausedReads: () => stats.pauses })
+      return NodeServer.of({
+        port,
+        host,
+        connections: () => supervisor.size,
+        list: (route) => supervisor.list(route),
+        pausedReads: () => stats.pauses
+      })
     })
   )

@@ -1,7 +1,7 @@
 import * as Http from "node:http"
 import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
-import { Behavior, type CloseReason, type Connection, Handshake, Route } from "@switchboard/core"
+import { Backplane, Behavior, type CloseReason, type Connection, Handshake, Hub, Route } from "@switchboard/core"
 import { NodeServer } from "@switchboard/node"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { clientFrame, upgradeRequest } from "../../../test-support/wire.ts"
@@ -199,6 +199,40 @@ describe("NodeServer (real sockets on 127.0.0.1)", () => {
       lobby.ws.close()
       staff.ws.close()
     })
+  )
+
+  it.live(
+    "lists a route's connections (id, address, auth, since when), and the hub reaches one by id from outside",
+    () =>
+      Effect.gen(function* () {
+        const Quiet = Behavior.make({})
+        const server = yield* serve({
+          ...quiet,
+          authenticate: (request) => Effect.succeed({ user: request.query.get("user") ?? "anonymous" }),
+          routes: { "/a": Quiet, "/b": Quiet }
+        })
+        const before = Date.now()
+        const ada = yield* connect(server.port, "/a?user=ada")
+        const bob = yield* connect(server.port, "/a?user=bob")
+        const other = yield* connect(server.port, "/b")
+        const listed = server.list("/a")
+        expect(listed.map((info) => info.auth)).toEqual([{ user: "ada" }, { user: "bob" }])
+        for (const info of listed) {
+          expect(info).toMatchObject({ route: "/a", remoteAddress: "127.0.0.1", isOpen: true, protocol: undefined })
+          expect(info.id).toMatch(/^c\d+\.[0-9a-z]{8}$/)
+          expect(info.connectedAt).toBeGreaterThanOrEqual(before - 1000)
+        }
+        expect(server.list().map((info) => info.route)).toEqual(["/a", "/a", "/b"])
+        // from outside any connection: one of them, by its id
+        const hub = yield* Hub.make().pipe(Effect.provide(Backplane.layerMemory))
+        const target = listed.find((info) => (info.auth as { user: string }).user === "bob")!
+        yield* hub.sendTo(Hub.addressOf({ node: hub.node, id: target.id }), "just for bob")
+        expect(yield* promise(bob.next)).toBe("just for bob")
+        yield* Effect.sleep("50 millis")
+        expect(ada.received).toEqual([])
+        expect(other.received).toEqual([])
+        for (const client of [ada, bob, other]) client.ws.close()
+      })
   )
 
   it.live("shuts down: closes every client with 1001, stops listening, leaves no connection behind", () =>

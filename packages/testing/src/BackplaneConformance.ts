@@ -147,7 +147,7 @@ export const run = <E>(name: string, layer: Layer.Layer<Backplane.Backplane, E>,
       }).pipe(Effect.provide(layer))
     )
 
-    it.live("carries text, binary and presence envelopes intact", () =>
+    it.live("carries text, binary, direct and presence envelopes intact", () =>
       Effect.gen(function* () {
         const backplane = yield* Backplane.Backplane
         const topic = freshTopic("intact")
@@ -159,8 +159,10 @@ export const run = <E>(name: string, layer: Layer.Layer<Backplane.Backplane, E>,
         yield* backplane.publish(broadcast(topic, bytes, "node-b"))
         yield* backplane.publish(presence(topic, "node-b", 1, { _tag: "Joined", topic: "room", member }))
         yield* backplane.publish(presence(topic, "node-b", 2, { _tag: "State", members: [{ topic: "room", member }] }))
-        yield* within(() => got.length === 4)
+        yield* backplane.publish({ ...broadcast(topic, "for one", "node-b"), to: "c3.abc" })
+        yield* within(() => got.length === 5)
         expect(got[0]).toEqual({ ...broadcast(topic, "héllo ✓", "node-b"), exclude: "c9" })
+        expect(got[4]).toEqual({ ...broadcast(topic, "for one", "node-b"), to: "c3.abc" })
         const binary = got[1]
         expect(binary?._tag === "Broadcast" && binary.message instanceof Uint8Array).toBe(true)
         expect(binary?._tag === "Broadcast" && [...(binary.message as Uint8Array)]).toEqual([...bytes])

@@ -133,6 +133,13 @@ export interface TestClient<I = never> {
   readonly closed: Effect.Effect<Closed>
   /** Waits until the behaviour's `onClose` has run. */
   readonly finished: Effect.Effect<void>
+  /**
+   * Waits until the actor has nothing left to do: every message and signal
+   * so far handled, `init` included (a subscription it makes is in place).
+   * A callback that waits for something the test has not done yet keeps it
+   * waiting.
+   */
+  readonly idle: Effect.Effect<void>
 }
 
 /**
@@ -253,7 +260,8 @@ const makeClient = <I>(transport: MemoryTransport, actor: Reactor.Actor): TestCl
       }
       attempt()
     }),
-    finished: actor.finished
+    finished: actor.finished,
+    idle: actor.idle
   }
 }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Behavior, type CloseReason } from "@switchboard/core"
 import { TestClient } from "@switchboard/testing"
-import { Deferred, Effect } from "effect"
+import { Deferred, Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 
 const Echo = Behavior.make({
@@ -105,6 +105,36 @@ describe("TestClient", () => {
         auth: { user: "ada" }
       })
       expect(yield* client.expectText).toBe('/me?room=lobby {"user":"ada"}')
+    })
+  )
+
+  it.effect("idle waits until every signal so far is handled: init, then each message", () =>
+    Effect.gen(function* () {
+      const log: Array<string> = []
+      const Slow = Behavior.make({
+        init: () =>
+          Effect.andThen(
+            Effect.sleep("1 second"),
+            Effect.sync(() => void log.push("init"))
+          ),
+        onMessage: (_conn, message) =>
+          Effect.andThen(
+            Effect.sleep("1 second"),
+            Effect.sync(() => void log.push(String(message)))
+          )
+      })
+      const client = yield* TestClient.connect(Slow, quiet)
+      yield* client.send("a")
+      yield* client.send("b")
+      const idle = yield* Effect.forkChild(client.idle)
+      yield* TestClock.adjust("2 seconds")
+      expect(log).toEqual(["init", "a"])
+      expect(idle.pollUnsafe()).toBeUndefined() // "b" is still being handled
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(idle)
+      expect(log).toEqual(["init", "a", "b"])
+      // nothing queued: at once
+      yield* client.idle
     })
   )
 })

@@ -17,7 +17,7 @@
  * `finished`. An idle actor with nothing to run leaves at once, without a
  * fiber.
  */
-import { type Cause, Context, Effect, type Exit, type Fiber, References, type Semaphore, type Stream } from "effect"
+import { type Cause, Context, Effect, type Exit, Fiber, References, type Semaphore, type Stream } from "effect"
 import type * as Behavior from "../Behavior.ts"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
@@ -28,6 +28,7 @@ import * as Message from "../Message.ts"
 import type { PreparedMessage } from "../PreparedMessage.ts"
 import type { RouteSettings, Transport } from "../Reactor.ts"
 import { handlersOf } from "./behavior.ts"
+import { processTag } from "./directory.ts"
 import { wake } from "./drain.ts"
 import { Finalizers } from "./finalizers.ts"
 import { Inbound } from "./inboundStream.ts"
@@ -64,6 +65,8 @@ export class ActorImpl implements Connection.Connection<unknown> {
   readonly transport: Transport
   readonly settings: RouteSettings
   readonly request: Handshake.UpgradeRequest
+  /** When it was accepted, by the Clock (ms since the epoch). */
+  readonly connectedAt: number
   /** The path of its route ("" off a server), for metrics and logs. */
   readonly route: string
   readonly auth: unknown
@@ -160,6 +163,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.protocol = protocol
     this.handlers = handlersOf(behavior) as Behavior.Handlers<unknown, unknown, unknown, never>
     this.lastIn = this.lastMessage = this.lastOut = host.now
+    this.connectedAt = host.time()
     this.bucket = settings.rateLimit === undefined ? undefined : new TokenBucket(settings.rateLimit, host.time())
     if (this.handlers.init !== undefined) this.push(Open)
     else this.started = true
@@ -174,9 +178,9 @@ export class ActorImpl implements Connection.Connection<unknown> {
   get connection(): Connection.Connection<unknown> {
     return this
   }
-  /** Built on first use (logs, the hub's `broadcastFrom`) and kept. */
+  /** Unique across processes (`c<serial>.<process tag>`); built on first use and kept. */
   get id(): string {
-    return (this.idString ??= `c${this.serial}`)
+    return (this.idString ??= `c${this.serial}.${processTag}`)
   }
   get isOpen(): boolean {
     return this.phase === phases.open
@@ -604,6 +608,15 @@ export class ActorImpl implements Connection.Connection<unknown> {
   }
 
   // ---------------------------------------------------------------- the end
+
+  /** Resolves once the drain fiber has ended with nothing queued behind it: every signal so far handled. */
+  get idle(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const fiber = this.fiber
+      if (fiber === undefined) return Effect.void
+      return Effect.andThen(Fiber.await(fiber), this.idle)
+    })
+  }
 
   /** Resolves once `onClose` has run and the actor left its supervisor. */
   get finished(): Effect.Effect<void> {

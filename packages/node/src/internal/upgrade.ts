@@ -76,6 +76,14 @@ export interface Config {
   readonly defaultMaxConnections: number
   /** Answer plain HTTP requests (426, or `onRequest`): true for a server we own, or when `onRequest` is given. */
   readonly handleRequests: boolean
+  /**
+   * The server is the user's, and may have upgrade and request listeners of
+   * its own (an Effect `HttpRouter` app on `NodeHttpServer`): upgrades to
+   * Switchboard's routes, and requests for the metrics path, go to
+   * Switchboard alone; every other upgrade goes to the other listeners
+   * (Switchboard answers it, 404, only when there are none).
+   */
+  readonly shared: boolean
 }
 
 /**
@@ -256,7 +264,7 @@ export const mount = <R, A>(
           if (!socket.destroyed) keptAlive.set(socket, socket.bytesRead)
         })
       }
-      if (prometheus !== undefined && (req.url === metricsPath || req.url?.startsWith(`${metricsPath}?`))) {
+      if (prometheus !== undefined && pathOf(req.url) === metricsPath) {
         return serveMetrics(req, res, prometheus.formatUnsafe(context))
       }
       if (!config.handleRequests) return
@@ -279,7 +287,35 @@ export const mount = <R, A>(
     const context = yield* Effect.context<never>()
     const onTlsError = () => tlsErrorsTotal.updateUnsafe(1, context)
 
-    server.on("upgrade", onUpgrade)
+    // Node emits `upgrade` only to a server with a listener: a shared server always has ours,
+    // which does nothing itself: `claim` below hands our upgrades over before any listener runs
+    const onSharedUpgrade = () => {}
+    const pathOf = (url: string | undefined) => {
+      const target = url ?? "/"
+      const query = target.indexOf("?")
+      return query < 0 ? target : target.slice(0, query)
+    }
+    const originalEmit = server.emit
+    const claim = function (this: typeof server, event: string | symbol, ...args: Array<unknown>): boolean {
+      if (event === "upgrade") {
+        const req = args[0] as IncomingMessage
+        if (admission.options.routes.has(pathOf(req.url)) || server.listenerCount("upgrade") <= 1) {
+          onUpgrade(req, args[1] as Socket, args[2] as Buffer)
+          return true
+        }
+      } else if (event === "request" && metricsPath !== undefined) {
+        const req = args[0] as IncomingMessage
+        if (pathOf(req.url) === metricsPath) {
+          onRequest(req, args[1] as ServerResponse)
+          return true
+        }
+      }
+      return Reflect.apply(originalEmit, this, [event, ...args]) as boolean
+    }
+    if (config.shared) {
+      server.on("upgrade", onSharedUpgrade)
+      server.emit = claim as typeof server.emit
+    } else server.on("upgrade", onUpgrade)
     server.on("request", onRequest)
     server.on(connectionEvent, onConnection)
     if (secure) server.on("tlsClientError", onTlsError)
@@ -290,6 +326,8 @@ export const mount = <R, A>(
         keptAlive.clear()
         yield* supervisor.shutdown
         server.off("upgrade", onUpgrade)
+        server.off("upgrade", onSharedUpgrade)
+        if (server.emit === claim) server.emit = originalEmit
         server.off("request", onRequest)
         server.off(connectionEvent, onConnection)
         server.off("tlsClientError", onTlsError)

@@ -5,7 +5,7 @@
  *   byte 0       kind: 0 broadcast of text, 1 broadcast of bytes, 2 presence
  *   bytes 1–4    length of the header (unsigned, big-endian)
  *   header       JSON: the sending instance (`i`), origin node (`o`), topic
- *                (`t`), and `x` (exclude) for a broadcast or `v` (version)
+ *                (`t`), and `x` (exclude) and `y` (to) for a broadcast or `v` (version)
  *                and `s` (signal) for presence
  *   rest         the broadcast's payload: UTF-8 text or the bytes as sent
  *
@@ -33,13 +33,10 @@ export const encode = (instance: string, envelope: Backplane.Envelope): Buffer =
     )
     return Buffer.concat([prefix(Presence, header.byteLength), header])
   }
-  const header = Buffer.from(
-    JSON.stringify(
-      envelope.exclude === undefined
-        ? { i: instance, o: envelope.origin, t: envelope.topic }
-        : { i: instance, o: envelope.origin, t: envelope.topic, x: envelope.exclude }
-    )
-  )
+  const fields: Record<string, string> = { i: instance, o: envelope.origin, t: envelope.topic }
+  if (envelope.exclude !== undefined) fields.x = envelope.exclude
+  if (envelope.to !== undefined) fields.y = envelope.to
+  const header = Buffer.from(JSON.stringify(fields))
   const message = envelope.message
   const payload =
     typeof message === "string"
@@ -82,13 +79,16 @@ export const decode = (data: Buffer): Decoded | undefined => {
   const body = data.subarray(5 + headerLength)
   // the bytes get their own buffer: the subscriber's read buffer is reused by the client
   const message = kind === Text ? body.toString("utf8") : new Uint8Array(body)
-  const exclude = typeof header.x === "string" ? header.x : undefined
   return {
     instance: base.instance,
-    envelope:
-      exclude === undefined
-        ? { _tag: "Broadcast", topic: base.topic, origin: base.origin, message }
-        : { _tag: "Broadcast", topic: base.topic, origin: base.origin, message, exclude }
+    envelope: {
+      _tag: "Broadcast",
+      topic: base.topic,
+      origin: base.origin,
+      message,
+      ...(typeof header.x === "string" ? { exclude: header.x } : {}),
+      ...(typeof header.y === "string" ? { to: header.y } : {})
+    }
   }
 }
 
