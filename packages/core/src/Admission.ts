@@ -258,6 +258,7 @@ export const make = <R, K, A = unknown>(
     const supervisor = yield* Supervisor.make<R>({
       resolution: resolved.resolution,
       shutdownTimeout: resolved.shutdownTimeout,
+      beforeShutdown: resolved.beforeShutdown,
       onSweep: (now) => {
         if (resolved.handshakeTimeout > 0) {
           for (const [key, since] of started) {

@@ -77,6 +77,13 @@ export interface Options<R, A = unknown> extends Connection.Options {
   readonly handshakeTimeout?: Duration.Input | false
   /** How long shutdown waits for close handshakes before terminating sockets. Default 5 seconds. */
   readonly shutdownTimeout?: Duration.Input
+  /**
+   * Runs when shutdown begins, before any connection is closed: while every
+   * connection is still open, to tell clients (a broadcast "restarting in
+   * 30 s", a note to the load balancer). It may take up to
+   * `shutdownTimeout`; a failure or a timeout is logged and shutdown goes on.
+   */
+  readonly beforeShutdown?: Effect.Effect<void, unknown, R>
 }
 
 /**
@@ -96,6 +103,7 @@ export interface Resolved<R> {
   /** Milliseconds; 0 when off. */
   readonly handshakeTimeout: number
   readonly shutdownTimeout: number
+  readonly beforeShutdown: Effect.Effect<void, unknown, R> | undefined
   /** The sweeper's period for every route's timers and the handshake timeout (`Keepalive.resolutionFor`). */
   readonly resolution: number
 }
@@ -182,6 +190,7 @@ const resolveUnsafe = <R, A>(options: Options<R, A>, defaultMaxConnections: numb
     ),
     handshakeTimeout,
     shutdownTimeout: durationMillis(options.shutdownTimeout, 5_000, "shutdownTimeout"),
+    beforeShutdown: options.beforeShutdown,
     resolution: Keepalive.resolutionFor(timers)
   }
 }

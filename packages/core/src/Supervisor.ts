@@ -30,7 +30,7 @@ import type * as Reactor from "./Reactor.ts"
  * @since 0.1.0
  * @category models
  */
-export interface Options {
+export interface Options<R = never> {
   /** The sweeper's period in ms (see `Keepalive.resolutionFor`). Default 1000. */
   readonly resolution?: number
   /** How long shutdown waits for close handshakes before terminating sockets. Default 5 s. */
@@ -45,6 +45,8 @@ export interface Options {
   readonly exactTimers?: boolean
   /** Called by the sweeper on each sweep with the Clock's time: a reactor's own timers (handshakes) ride on it. */
   readonly onSweep?: (now: number) => void
+  /** Runs when shutdown begins, before the 1001s (bounded by `shutdownTimeout`; a failure is logged). */
+  readonly beforeShutdown?: Effect.Effect<void, unknown, R> | undefined
 }
 
 /**
@@ -119,7 +121,7 @@ export interface Supervisor<R> {
  * @since 0.1.0
  * @category constructors
  */
-export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor<R>, never, Scope.Scope | R> =>
+export const make = <R = never>(options: Options<R> = {}): Effect.Effect<Supervisor<R>, never, Scope.Scope | R> =>
   Effect.gen(function* () {
     const resolution = options.resolution ?? 1_000
     const shutdownTimeout = options.shutdownTimeout ?? 5_000
@@ -164,7 +166,17 @@ export const make = <R = never>(options: Options = {}): Effect.Effect<Supervisor
     })
 
     const shutdown = Effect.gen(function* () {
+      const first = accepting
       accepting = false
+      const hook = options.beforeShutdown
+      if (first && hook !== undefined) {
+        const done = yield* Effect.provideContext(hook, context).pipe(
+          Effect.catchCause((cause) => Effect.logError("beforeShutdown failed", cause)),
+          Effect.timeoutOption(shutdownTimeout)
+        )
+        if (done._tag === "None")
+          yield* Effect.logWarning(`beforeShutdown: still running after ${shutdownTimeout} ms; shutting down`)
+      }
       if (actors.size === 0) return
       const began = clock.currentTimeMillisUnsafe()
       const total = actors.size

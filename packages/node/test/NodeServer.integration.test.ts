@@ -264,6 +264,30 @@ describe("NodeServer (real sockets on 127.0.0.1)", () => {
     })
   )
 
+  it.live("runs beforeShutdown while every connection is open: its broadcast arrives before the 1001", () =>
+    Effect.gen(function* () {
+      const Member = Behavior.make({ init: (conn) => Hub.subscribe("everyone", conn) })
+      const scope = yield* Scope.make()
+      const ctx = yield* Layer.buildWithScope(
+        NodeServer.layer({
+          ...quiet,
+          port: 0,
+          routes: { "/m": Member },
+          beforeShutdown: Hub.broadcast("everyone", "restarting: back in a minute")
+        }).pipe(Layer.provide(Hub.layer()), Layer.provide(Backplane.layerMemory)),
+        scope
+      )
+      const server = Context.get(ctx, NodeServer.NodeServer)
+      const clients = yield* Effect.all([1, 2].map(() => connect(server.port, "/m")))
+      yield* Effect.sleep("50 millis")
+      yield* Scope.close(scope, Exit.void)
+      for (const client of clients) {
+        expect(yield* promise(() => client.closed)).toEqual({ code: 1001, reason: "server shutdown" })
+        expect(client.received).toEqual(["restarting: back in a minute"])
+      }
+    })
+  )
+
   it.live("fails the layer with ListenFailed when the port is taken", () =>
     Effect.gen(function* () {
       const server = yield* serve({ ...quiet, routes: { "/echo": Echo } })
