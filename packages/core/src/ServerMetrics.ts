@@ -3,7 +3,8 @@
  * read them with `Metric.value`, export them with any Effect exporter, or
  * serve them in the Prometheus format (`NodeServer.layer({ metrics: { path:
  * "/metrics" } })`). They count per process (per reactor thread with
- * `NodeReactors`): every server and client in it adds to them.
+ * `NodeReactors`, whose scrapes gather every reactor's, labelled `reactor`):
+ * every server and client in it adds to them.
  *
  * The hot ones (one per message, write or callback) are plain counters read
  * when the registry is read, so counting costs the message path an

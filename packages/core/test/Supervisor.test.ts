@@ -1,7 +1,7 @@
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Behavior, CloseCode, type CloseReason, type Connection, type ConnectionError } from "@switchboard/core"
 import { TestClient } from "@switchboard/testing"
-import { Deferred, Effect, Exit, Fiber, Logger, Ref, References, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Logger, Ref, References, Scope, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 
 const Echo = Behavior.make({
@@ -132,6 +132,49 @@ describe("Supervisor (connection actor)", () => {
       for (const log of logs) {
         expect(log.annotations).toMatchObject({ connectionId: client.connection.id, route: "/chatty" })
       }
+    })
+  )
+
+  it.effect(
+    "with a tracer installed, each connection is a span from accept to close, parent of the behaviour's spans",
+    () =>
+      Effect.gen(function* () {
+        const spans: Array<Tracer.Span> = []
+        const native = Context.get(Context.empty(), Tracer.Tracer)
+        const recording = Tracer.make({
+          span(options) {
+            const span = native.span(options)
+            spans.push(span)
+            return span
+          }
+        })
+        const Traced = Behavior.make({
+          onMessage: (conn, message) => conn.send(message).pipe(Effect.withSpan("app.echo"))
+        })
+        const client = yield* TestClient.connect(Traced, { ...noTimers, request: { path: "/traced" } }).pipe(
+          Effect.provideService(Tracer.Tracer, recording)
+        )
+        yield* client.send("hi")
+        expect(yield* client.expectText).toBe("hi")
+        yield* client.close(4000, "done")
+        yield* client.finished
+        const connection = spans.find((span) => span.name === "switchboard.connection")
+        assert.isDefined(connection)
+        expect(connection!.attributes.get("switchboard.route")).toBe("/traced")
+        expect(connection!.attributes.get("switchboard.connection.id")).toBe(client.connection.id)
+        expect(connection!.attributes.get("switchboard.close.reason")).toBe("Peer")
+        expect(connection!.attributes.get("switchboard.close.code")).toBe(4000)
+        expect(connection!.status._tag).toBe("Ended")
+        const echo = spans.find((span) => span.name === "app.echo")
+        assert.isDefined(echo)
+        expect(echo!.parent._tag === "Some" && echo!.parent.value.spanId).toBe(connection!.spanId)
+      })
+  )
+
+  it.effect("with Effect's default tracer, connections make no span", () =>
+    Effect.gen(function* () {
+      const client = yield* TestClient.connect(Echo, noTimers)
+      expect((client.connection as unknown as { span: unknown }).span).toBeUndefined()
     })
   )
 

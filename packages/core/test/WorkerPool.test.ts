@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Behavior, type Connection, Job, JobError, WorkerPool } from "@switchboard/core"
 import { TestClient } from "@switchboard/testing"
-import { Cause, Effect, Exit, Fiber, Layer, Metric, Schema, Scope } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Layer, Metric, Schema, Scope, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 
 const noTimers = { keepalive: false, closeTimeout: false } as const
@@ -87,6 +87,28 @@ describe("WorkerPool (inline)", () => {
       expect(died._tag === "JobError" && died.reason._tag).toBe("Defect")
       expect(died._tag === "JobError" && died.reason._tag === "Defect" && died.reason.message).toContain("boom")
     }).pipe(Effect.provide(Pool()))
+  )
+
+  it.effect("each job run is a span, switchboard.job, with its tag", () =>
+    Effect.gen(function* () {
+      const spans: Array<Tracer.Span> = []
+      const native = Context.get(Context.empty(), Tracer.Tracer)
+      const recording = Tracer.make({
+        span(options) {
+          const span = native.span(options)
+          spans.push(span)
+          return span
+        }
+      })
+      const result = yield* WorkerPool.run(Count, 1).pipe(
+        Effect.provide(Pool()),
+        Effect.provideService(Tracer.Tracer, recording)
+      )
+      expect(result).toBe(2)
+      const job = spans.find((span) => span.name === "switchboard.job")
+      expect(job?.attributes.get("switchboard.job.tag")).toBe("Count")
+      expect(job?.status._tag).toBe("Ended")
+    })
   )
 
   it.effect("checks the payload against its schema before queueing", () =>

@@ -53,6 +53,34 @@ const onEachReactor = (port: number, reactors: number) =>
 
 const room = (port: number, nick: string) => connect(port, `/room?nick=${nick}`)
 
+describe("NodeReactors metrics", () => {
+  it.live(
+    "a scrape on either reactor has every reactor's samples, each labelled with its reactor",
+    () =>
+      Effect.gen(function* () {
+        const app = yield* start(2)
+        const clients = yield* onEachReactor(app.port, 2)
+        expect(clients.size).toBe(2)
+        for (let i = 0; i < 6; i++) {
+          // a scrape lands on one reactor or the other: each must show both
+          const body = yield* promise(() => fetch(`http://127.0.0.1:${app.port}/metrics`).then((r) => r.text()))
+          const open = [0, 1].map((reactor) =>
+            Number(
+              new RegExp(`^switchboard_connections_open\\{reactor="${reactor}",route="/who"\\} (\\d+)$`, "m").exec(
+                body
+              )?.[1]
+            )
+          )
+          expect(open).toEqual([1, 1])
+          // one HELP and one TYPE per family
+          expect(body.match(/^# TYPE switchboard_connections_open /gm)).toHaveLength(1)
+        }
+        for (const client of clients.values()) client.ws.close()
+      }),
+    30_000
+  )
+})
+
 describe("NodeReactors", () => {
   it.live(
     "spreads connections on one port over both reactor threads",

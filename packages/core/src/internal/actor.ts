@@ -17,7 +17,7 @@
  * `finished`. An idle actor with nothing to run leaves at once, without a
  * fiber.
  */
-import { type Cause, Context, Effect, type Exit, Fiber, References, type Semaphore, type Stream } from "effect"
+import { type Cause, Context, Effect, Exit, Fiber, References, type Semaphore, type Stream, Tracer } from "effect"
 import type * as Behavior from "../Behavior.ts"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
@@ -34,7 +34,7 @@ import { Finalizers } from "./finalizers.ts"
 import { Inbound } from "./inboundStream.ts"
 import { Closed, Drained, Mailbox, Open, type Signal } from "./mailbox.ts"
 import { sendStream } from "./outboundStream.ts"
-import { stats } from "./serverStats.ts"
+import { closeCodeFor, stats } from "./serverStats.ts"
 import { admitUnsafe, TokenBucket } from "./tokenBucket.ts"
 
 /** What an actor shares with its siblings: the supervisor's side. */
@@ -100,6 +100,8 @@ export class ActorImpl implements Connection.Connection<unknown> {
   /** True while a drain fiber runs (or is about to). */
   running = false
   fiber: Fiber.Fiber<void, never> | undefined = undefined
+  /** The connection's span (accept to close), when a tracer other than Effect's default is installed. */
+  private readonly span: Tracer.Span | undefined
   /** Forks with the server's services and this connection's log annotations; made on the first drain. */
   private runFork: (<A, E>(effect: Effect.Effect<A, E, never>) => Fiber.Fiber<A, E>) | undefined = undefined
   /** The drain effect and its exit observer, made on the first message: an idle connection holds no effect objects. */
@@ -164,6 +166,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.handlers = handlersOf(behavior) as Behavior.Handlers<unknown, unknown, unknown, never>
     this.lastIn = this.lastMessage = this.lastOut = host.now
     this.connectedAt = host.time()
+    this.span = connectionSpan(this)
     this.bucket = settings.rateLimit === undefined ? undefined : new TokenBucket(settings.rateLimit, host.time())
     if (this.handlers.init !== undefined) this.push(Open)
     else this.started = true
@@ -590,6 +593,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
     this.closeReason ??= why
     this.closeSentAt = this.host.now
     this.closeStartedAt = this.host.time()
+    this.span?.event("switchboard.close_sent", nanos(this.closeStartedAt), { code, reason })
     this.transport.close(code, reason)
   }
 
@@ -648,10 +652,21 @@ export class ActorImpl implements Connection.Connection<unknown> {
   /** The actor is gone: leave the supervisor and wake whoever awaits `finished`. */
   private leaveSupervisor(): void {
     this.ended = true
+    this.endSpan()
     this.host.remove(this)
     const waiters = this.endWaiters
     this.endWaiters = undefined
     if (waiters !== undefined) for (const wake of waiters) wake()
+  }
+
+  /** Ends the connection's span with how it closed (a crash as the span's failure). */
+  private endSpan(): void {
+    const span = this.span
+    if (span === undefined) return
+    const reason = this.closeReason ?? CloseReason.lost
+    span.attribute("switchboard.close.reason", reason._tag)
+    span.attribute("switchboard.close.code", closeCodeFor(reason))
+    span.end(nanos(this.host.time()), reason._tag === "Crash" ? Exit.failCause(reason.cause) : Exit.void)
   }
 
   logCause(message: string, cause: Cause.Cause<unknown>): Effect.Effect<void> {
@@ -673,8 +688,39 @@ export class ActorImpl implements Connection.Connection<unknown> {
     if (this.runFork === undefined) {
       const base = this.host.context
       const annotations = { ...Context.get(base, References.CurrentLogAnnotations), ...this.logAnnotations() }
-      this.runFork = Effect.runForkWith(Context.add(base, References.CurrentLogAnnotations, annotations))
+      let context = Context.add(base, References.CurrentLogAnnotations, annotations)
+      // the behaviour's own spans are children of the connection's
+      if (this.span !== undefined) context = Context.add(context, Tracer.ParentSpan, this.span)
+      this.runFork = Effect.runForkWith(context)
     }
     return this.runFork(effect)
   }
+}
+
+/** Clock milliseconds as a span's nanoseconds. */
+const nanos = (millis: number): bigint => BigInt(Math.round(millis * 1_000_000))
+
+/** Effect's default tracer: with it, spans go nowhere, and connections make none. */
+const defaultTracer: Tracer.Tracer = Context.get(Context.empty(), Tracer.Tracer)
+
+/** A span "switchboard.connection" from accept to close, under the server's tracer; none with the default one. */
+const connectionSpan = (actor: ActorImpl): Tracer.Span | undefined => {
+  const context = actor.host.context
+  const tracer = Context.get(context, Tracer.Tracer)
+  if (tracer === defaultTracer) return undefined
+  const span = tracer.span({
+    name: "switchboard.connection",
+    parent: Context.getOption(context, Tracer.ParentSpan),
+    annotations: Context.empty(),
+    links: [],
+    startTime: nanos(actor.connectedAt),
+    kind: "server",
+    root: false,
+    sampled: true
+  })
+  span.attribute("switchboard.connection.id", actor.id)
+  span.attribute("switchboard.route", actor.route)
+  span.attribute("net.peer.ip", actor.remoteAddress)
+  if (actor.protocol !== undefined) span.attribute("switchboard.protocol", actor.protocol)
+  return span
 }

@@ -299,7 +299,11 @@ export class Pool {
     metrics.running.modifyUnsafe(1, this.context)
     const settled = Deferred.makeUnsafe<JobExecutor.Outcome>()
     slot.start(entry.request, (outcome) => Deferred.doneUnsafe(settled, Exit.succeed(outcome)))
-    entry.fiber = this.runFork(this.supervise(worker, slot, entry, settled))
+    entry.fiber = this.runFork(
+      Effect.withSpan(this.supervise(worker, slot, entry, settled), "switchboard.job", {
+        attributes: { "switchboard.job.tag": entry.job.tag, "switchboard.job.worker": worker.index }
+      })
+    )
   }
 
   /** Awaits the job's outcome, its timeout, or its cancellation (an interrupt of this fiber). */

@@ -13,6 +13,7 @@ import { Admission, type Handshake, type Reactor, ServerError, type ServerOption
 import { Effect, Metric } from "effect"
 import { WebSocketServer } from "ws"
 import * as Deflate from "./deflate.ts"
+import * as MetricsScrape from "./metricsScrape.ts"
 import { attach, type ReactorStats, SwitchboardSocket } from "./reactor.ts"
 import { StreamingSocket } from "./streamingReceiver.ts"
 
@@ -264,8 +265,10 @@ export const mount = <R, A>(
           if (!socket.destroyed) keptAlive.set(socket, socket.bytesRead)
         })
       }
-      if (prometheus !== undefined && pathOf(req.url) === metricsPath) {
-        return serveMetrics(req, res, prometheus.formatUnsafe(context))
+      if (scraper !== undefined && pathOf(req.url) === metricsPath) {
+        if (req.method !== "GET" && req.method !== "HEAD") return serveMetrics(req, res, "")
+        void scraper.scrape().then((body) => serveMetrics(req, res, body))
+        return
       }
       if (!config.handleRequests) return
       if (options.onRequest !== undefined) return options.onRequest(req, res)
@@ -286,6 +289,8 @@ export const mount = <R, A>(
     const onConnection = (socket: Socket) => handshakes.begin(socket)
     const context = yield* Effect.context<never>()
     const onTlsError = () => tlsErrorsTotal.updateUnsafe(1, context)
+    // with several reactors, a scrape gathers every reactor's numbers
+    const scraper = prometheus === undefined ? undefined : MetricsScrape.make(() => prometheus.formatUnsafe(context))
 
     // Node emits `upgrade` only to a server with a listener: a shared server always has ours,
     // which does nothing itself: `claim` below hands our upgrades over before any listener runs
@@ -327,6 +332,7 @@ export const mount = <R, A>(
         yield* supervisor.shutdown
         server.off("upgrade", onUpgrade)
         server.off("upgrade", onSharedUpgrade)
+        scraper?.close()
         if (server.emit === claim) server.emit = originalEmit
         server.off("request", onRequest)
         server.off(connectionEvent, onConnection)
