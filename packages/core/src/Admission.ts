@@ -180,6 +180,12 @@ export interface Config<K> {
   readonly defaultMaxConnections: number
   /** A handshake took longer than `handshakeTimeout`: drop its socket. */
   readonly onHandshakeExpired: (key: K) => void
+  /**
+   * False for a key whose socket is gone (answered and closed, or dropped
+   * by its client): the sweep forgets it without counting a timeout.
+   * Default: every key is alive.
+   */
+  readonly isAlive?: (key: K) => boolean
   /** Runs on every sweep, after the handshakes: a reactor's own bookkeeping. */
   readonly onSweep?: (now: number) => void
   /** Groups peer addresses for the per-IP limit. Default: `ipKey`. */
@@ -262,6 +268,10 @@ export const make = <R, K, A = unknown>(
       onSweep: (now) => {
         if (resolved.handshakeTimeout > 0) {
           for (const [key, since] of started) {
+            if (config.isAlive !== undefined && !config.isAlive(key)) {
+              started.delete(key)
+              continue
+            }
             if (now - since < resolved.handshakeTimeout) continue
             started.delete(key)
             count("handshake_timeout")
@@ -347,16 +357,20 @@ export const make = <R, K, A = unknown>(
           pending--
           return true
         }
-        const interrupt = run(hook(request), {
-          onExit: (exit) => {
-            if (!release()) return
-            if (Exit.isSuccess(exit)) return done({ _tag: "Authenticated", auth: exit.value })
-            const failure = exit.cause.reasons.find(Cause.isFailReason)
-            if (failure !== undefined) return done(reject("rejected", failure.error.status, failure.error.message))
-            run(Effect.logError("authenticate failed", exit.cause))
-            done(reject("auth_error", 500))
+        // a hook that throws before it returns an Effect is a defect like any other: 500, logged
+        const interrupt = run(
+          Effect.suspend(() => hook(request)),
+          {
+            onExit: (exit) => {
+              if (!release()) return
+              if (Exit.isSuccess(exit)) return done({ _tag: "Authenticated", auth: exit.value })
+              const failure = exit.cause.reasons.find(Cause.isFailReason)
+              if (failure !== undefined) return done(reject("rejected", failure.error.status, failure.error.message))
+              run(Effect.logError("authenticate failed", exit.cause))
+              done(reject("auth_error", 500))
+            }
           }
-        })
+        )
         return () => {
           if (release()) interrupt()
         }

@@ -91,7 +91,7 @@ export const messagesReceivedTotal = Stats.messagesReceivedTotal
 export const messagesSentTotal = Stats.messagesSentTotal
 
 /**
- * Bytes read from WebSocket sockets, framing included.
+ * Bytes read from WebSocket sockets, framing and the upgrade request included.
  *
  * @since 0.1.0
  * @category metrics
@@ -99,7 +99,7 @@ export const messagesSentTotal = Stats.messagesSentTotal
 export const receivedBytesTotal = Stats.receivedBytesTotal
 
 /**
- * Bytes written to WebSocket sockets, framing included.
+ * Bytes written to WebSocket sockets, framing and the 101 response included.
  *
  * @since 0.1.0
  * @category metrics

@@ -170,12 +170,16 @@ export const make = <R = never>(options: Options<R> = {}): Effect.Effect<Supervi
       accepting = false
       const hook = options.beforeShutdown
       if (first && hook !== undefined) {
-        const done = yield* Effect.provideContext(hook, context).pipe(
+        // on a fiber of its own: a hook that resists interruption must not hold shutdown past the bound
+        const running = yield* Effect.provideContext(hook, context).pipe(
           Effect.catchCause((cause) => Effect.logError("beforeShutdown failed", cause)),
-          Effect.timeoutOption(shutdownTimeout)
+          Effect.forkDetach
         )
-        if (done._tag === "None")
+        const done = yield* Effect.timeoutOption(Fiber.await(running), shutdownTimeout)
+        if (done._tag === "None") {
           yield* Effect.logWarning(`beforeShutdown: still running after ${shutdownTimeout} ms; shutting down`)
+          running.interruptUnsafe()
+        }
       }
       if (actors.size === 0) return
       const began = clock.currentTimeMillisUnsafe()

@@ -7,7 +7,7 @@ import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Admission, Behavior } from "@switchboard/core"
 import { NodeServer } from "@switchboard/node"
-import { Effect, Metric } from "effect"
+import { Effect, Exit, Layer, Metric, Scope } from "effect"
 import { upgradeRequest } from "../../../test-support/wire.ts"
 import { connect, promise, rawStatus, serve, waitUntil } from "./support.ts"
 
@@ -130,6 +130,55 @@ describe("NodeServer admission (real sockets on 127.0.0.1)", () => {
       const server = yield* serve({ ...quiet, routes: { "/echo": Echo } })
       const closed = yield* closedWithin(server.port, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", 3_000)
       expect(closed).toBe(true)
+    })
+  )
+
+  it.live("a hook that throws instead of returning an Effect answers 500, is logged, and the server carries on", () =>
+    Effect.gen(function* () {
+      const before = yield* rejected("auth_error")
+      const server = yield* serve({
+        ...quiet,
+        routes: { "/echo": Echo },
+        authenticate: (request) => {
+          const parsed = JSON.parse(request.query.get("t") ?? "") as { readonly user: string }
+          return Effect.succeed(parsed)
+        }
+      })
+      expect(yield* rawStatus(server.port, upgradeRequest("/echo?t=not-json"))).toBe(500)
+      expect((yield* rejected("auth_error")) - before).toBe(1)
+      const client = yield* connect(server.port, `/echo?t=${encodeURIComponent(JSON.stringify({ user: "ada" }))}`)
+      client.ws.send("still serving")
+      expect(yield* promise(client.next)).toBe("still serving")
+      client.ws.close()
+    })
+  )
+
+  it.live("counts no handshake timeout for upgrades that were answered at once", () =>
+    Effect.gen(function* () {
+      const before = yield* rejected("handshake_timeout")
+      const server = yield* serve({ ...quiet, handshakeTimeout: "200 millis", routes: { "/echo": Echo } })
+      for (let i = 0; i < 20; i++) expect(yield* rawStatus(server.port, upgradeRequest("/nope"))).toBe(404)
+      yield* Effect.sleep("1200 millis")
+      expect((yield* rejected("handshake_timeout")) - before).toBe(0)
+    })
+  )
+
+  it.live("bounds beforeShutdown by shutdownTimeout even when the hook cannot be interrupted", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      yield* Layer.buildWithScope(
+        NodeServer.layer({
+          ...quiet,
+          port: 0,
+          shutdownTimeout: "300 millis",
+          routes: { "/echo": Echo },
+          beforeShutdown: Effect.uninterruptible(Effect.never)
+        }),
+        scope
+      )
+      const started = Date.now()
+      yield* Scope.close(scope, Exit.void)
+      expect(Date.now() - started).toBeLessThan(3_000)
     })
   )
 

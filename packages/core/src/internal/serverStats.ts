@@ -161,11 +161,11 @@ export const messagesSentTotal = Metric.counter("switchboard_messages_sent_total
   incremental: true
 })
 export const receivedBytesTotal = Metric.counter("switchboard_received_bytes_total", {
-  description: "Bytes read from WebSocket sockets, with framing (the wire)",
+  description: "Bytes read from WebSocket sockets: the wire, framing and the upgrade request included",
   incremental: true
 })
 export const sentBytesTotal = Metric.counter("switchboard_sent_bytes_total", {
-  description: "Bytes written to WebSocket sockets, with framing (the wire)",
+  description: "Bytes written to WebSocket sockets: the wire, framing and the 101 response included",
   incremental: true
 })
 export const mailboxPausesTotal = Metric.counter("switchboard_mailbox_pauses_total", {

@@ -19,14 +19,15 @@ const channelName = "switchboard/metrics-scrape"
 
 /** Answers other reactors' scrapes with `format()`, and scrapes them all; `close` when the server goes. */
 export interface Scraper {
-  readonly scrape: () => Promise<string>
+  /** The text at once with one reactor; with several, once the others answered. */
+  readonly scrape: () => string | Promise<string>
   readonly close: () => void
 }
 
 export const make = (format: () => string, timeoutMs = 1_000): Scraper => {
   const reactor = ReactorThread.current
   if (reactor === undefined || reactor.reactors <= 1) {
-    return { scrape: () => Promise.resolve(format()), close: () => {} }
+    return { scrape: format, close: () => {} }
   }
   const channel = new BroadcastChannel(channelName)
   // the channel must not keep a reactor thread alive

@@ -15,6 +15,8 @@ import { WebSocketServer } from "ws"
 import * as Deflate from "./deflate.ts"
 import * as MetricsScrape from "./metricsScrape.ts"
 import { attach, type ReactorStats, SwitchboardSocket } from "./reactor.ts"
+import * as SharedServer from "./sharedServer.ts"
+import { pathOf } from "./sharedServer.ts"
 import { StreamingSocket } from "./streamingReceiver.ts"
 
 /** Writes a plain HTTP response on a raw socket and closes it. */
@@ -121,6 +123,8 @@ export const mount = <R, A>(
     const admission: Admission.Admission<R, Socket> = yield* Admission.make<R, Socket, A>(options, {
       defaultMaxConnections: config.defaultMaxConnections,
       onHandshakeExpired: (socket) => socket.destroy(),
+      // answered and closed, or dropped by its client: not a timeout
+      isAlive: (socket) => !socket.destroyed,
       // a keep-alive socket's next request starts with its first byte: `bytesRead` grows
       onSweep: () => {
         for (const [socket, bytesRead] of keptAlive) {
@@ -256,7 +260,7 @@ export const mount = <R, A>(
     // slowed), so the next request (an upgrade sent slowly, say) is bounded
     // as the first was, while an idle keep-alive socket is left to Node's
     // `keepAliveTimeout`.
-    const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    const noteRequest = (req: IncomingMessage, res: ServerResponse) => {
       const socket = req.socket
       handshakes.end(socket)
       keptAlive.delete(socket)
@@ -265,11 +269,17 @@ export const mount = <R, A>(
           if (!socket.destroyed) keptAlive.set(socket, socket.bytesRead)
         })
       }
-      if (scraper !== undefined && pathOf(req.url) === metricsPath) {
-        if (req.method !== "GET" && req.method !== "HEAD") return serveMetrics(req, res, "")
-        void scraper.scrape().then((body) => serveMetrics(req, res, body))
-        return
-      }
+    }
+    const onMetrics = (req: IncomingMessage, res: ServerResponse) => {
+      if (req.method !== "GET" && req.method !== "HEAD") return serveMetrics(req, res, "")
+      const body = scraper!.scrape()
+      // one reactor: at once, so a response pipelined before an upgrade keeps its place
+      if (typeof body === "string") serveMetrics(req, res, body)
+      else void body.then((text) => serveMetrics(req, res, text))
+    }
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+      noteRequest(req, res)
+      if (scraper !== undefined && pathOf(req.url) === metricsPath) return onMetrics(req, res)
       if (!config.handleRequests) return
       if (options.onRequest !== undefined) return options.onRequest(req, res)
       // a WebSocket-only server has no use for a keep-alive socket
@@ -292,35 +302,20 @@ export const mount = <R, A>(
     // with several reactors, a scrape gathers every reactor's numbers
     const scraper = prometheus === undefined ? undefined : MetricsScrape.make(() => prometheus.formatUnsafe(context))
 
-    // Node emits `upgrade` only to a server with a listener: a shared server always has ours,
-    // which does nothing itself: `claim` below hands our upgrades over before any listener runs
-    const onSharedUpgrade = () => {}
-    const pathOf = (url: string | undefined) => {
-      const target = url ?? "/"
-      const query = target.indexOf("?")
-      return query < 0 ? target : target.slice(0, query)
-    }
-    const originalEmit = server.emit
-    const claim = function (this: typeof server, event: string | symbol, ...args: Array<unknown>): boolean {
-      if (event === "upgrade") {
-        const req = args[0] as IncomingMessage
-        if (admission.options.routes.has(pathOf(req.url)) || server.listenerCount("upgrade") <= 1) {
-          onUpgrade(req, args[1] as Socket, args[2] as Buffer)
-          return true
-        }
-      } else if (event === "request" && metricsPath !== undefined) {
-        const req = args[0] as IncomingMessage
-        if (pathOf(req.url) === metricsPath) {
-          onRequest(req, args[1] as ServerResponse)
-          return true
-        }
-      }
-      return Reflect.apply(originalEmit, this, [event, ...args]) as boolean
-    }
-    if (config.shared) {
-      server.on("upgrade", onSharedUpgrade)
-      server.emit = claim as typeof server.emit
-    } else server.on("upgrade", onUpgrade)
+    // on a server that is not ours, other listeners get what is not for us (sharedServer.ts)
+    const unshare = config.shared
+      ? SharedServer.share(server, {
+          servesPath: (path) => admission.options.routes.has(path),
+          metricsPath: scraper === undefined ? undefined : metricsPath,
+          onUpgrade,
+          onMetrics: (req, res) => {
+            noteRequest(req, res)
+            onMetrics(req, res)
+          },
+          onRequestSeen: noteRequest
+        })
+      : undefined
+    if (!config.shared) server.on("upgrade", onUpgrade)
     server.on("request", onRequest)
     server.on(connectionEvent, onConnection)
     if (secure) server.on("tlsClientError", onTlsError)
@@ -331,9 +326,8 @@ export const mount = <R, A>(
         keptAlive.clear()
         yield* supervisor.shutdown
         server.off("upgrade", onUpgrade)
-        server.off("upgrade", onSharedUpgrade)
+        unshare?.()
         scraper?.close()
-        if (server.emit === claim) server.emit = originalEmit
         server.off("request", onRequest)
         server.off(connectionEvent, onConnection)
         server.off("tlsClientError", onTlsError)
