@@ -1,8 +1,9 @@
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Behavior, CloseCode, type CloseReason, type Connection, type ConnectionError } from "@switchboard/core"
 import { TestClient } from "@switchboard/testing"
-import { Context, Deferred, Effect, Exit, Fiber, Logger, Ref, References, Scope, Tracer } from "effect"
+import { Deferred, Effect, Exit, Fiber, Logger, Ref, References, Scope, Tracer } from "effect"
 import { TestClock } from "effect/testing"
+import { recordingTracer } from "./fixtures/tracing.ts"
 
 const Echo = Behavior.make({
   onMessage: (conn, message) => conn.send(message)
@@ -139,15 +140,7 @@ describe("Supervisor (connection actor)", () => {
     "with a tracer installed, each connection is a span from accept to close, parent of the behaviour's spans",
     () =>
       Effect.gen(function* () {
-        const spans: Array<Tracer.Span> = []
-        const native = Context.get(Context.empty(), Tracer.Tracer)
-        const recording = Tracer.make({
-          span(options) {
-            const span = native.span(options)
-            spans.push(span)
-            return span
-          }
-        })
+        const { tracer: recording, spans } = recordingTracer()
         const Traced = Behavior.make({
           onMessage: (conn, message) => conn.send(message).pipe(Effect.withSpan("app.echo"))
         })

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Behavior, type Connection, Job, JobError, WorkerPool } from "@switchboard/core"
 import { TestClient } from "@switchboard/testing"
-import { Cause, Context, Effect, Exit, Fiber, Layer, Metric, Schema, Scope, Tracer } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Metric, Schema, Scope, Tracer } from "effect"
 import { TestClock } from "effect/testing"
+import { recordingTracer } from "./fixtures/tracing.ts"
 
 const noTimers = { keepalive: false, closeTimeout: false } as const
 
@@ -91,15 +92,7 @@ describe("WorkerPool (inline)", () => {
 
   it.effect("each job run is a span, switchboard.job, with its tag", () =>
     Effect.gen(function* () {
-      const spans: Array<Tracer.Span> = []
-      const native = Context.get(Context.empty(), Tracer.Tracer)
-      const recording = Tracer.make({
-        span(options) {
-          const span = native.span(options)
-          spans.push(span)
-          return span
-        }
-      })
+      const { tracer: recording, spans } = recordingTracer()
       const result = yield* WorkerPool.run(Count, 1).pipe(
         Effect.provide(Pool()),
         Effect.provideService(Tracer.Tracer, recording)
