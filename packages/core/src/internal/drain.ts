@@ -166,9 +166,8 @@ const onFailure = (actor: ActorImpl, cause: Cause.Cause<unknown>): Effect.Effect
   actor.crashed = true
   if (isOwnEnd(actor, cause)) {
     // the close reason stays the connection's own (Lost, Peer, Error): the client did this
-    return Effect.logDebug("behavior ended by its connection's end", cause).pipe(
-      Effect.annotateLogs({ connectionId: actor.id })
-    )
+    // the drain fiber's lines carry the connection's id and route already
+    return Effect.logDebug("behavior ended by its connection's end", cause)
   }
   stats.behaviorFailures++
   if (actor.phase === phases.closed) {
