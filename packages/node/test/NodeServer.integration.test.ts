@@ -266,7 +266,9 @@ describe("NodeServer (real sockets on 127.0.0.1)", () => {
 
   it.live("runs beforeShutdown while every connection is open: its broadcast arrives before the 1001", () =>
     Effect.gen(function* () {
-      const Member = Behavior.make({ init: (conn) => Hub.subscribe("everyone", conn) })
+      const Member = Behavior.make({
+        init: (conn) => Effect.andThen(Hub.subscribe("everyone", conn), conn.send("subscribed"))
+      })
       const scope = yield* Scope.make()
       const ctx = yield* Layer.buildWithScope(
         NodeServer.layer({
@@ -279,11 +281,11 @@ describe("NodeServer (real sockets on 127.0.0.1)", () => {
       )
       const server = Context.get(ctx, NodeServer.NodeServer)
       const clients = yield* Effect.all([1, 2].map(() => connect(server.port, "/m")))
-      yield* Effect.sleep("50 millis")
+      for (const client of clients) expect(yield* promise(client.next)).toBe("subscribed")
       yield* Scope.close(scope, Exit.void)
       for (const client of clients) {
         expect(yield* promise(() => client.closed)).toEqual({ code: 1001, reason: "server shutdown" })
-        expect(client.received).toEqual(["restarting: back in a minute"])
+        expect(client.received).toEqual(["subscribed", "restarting: back in a minute"])
       }
     })
   )

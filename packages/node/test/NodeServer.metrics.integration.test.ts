@@ -8,7 +8,7 @@ import * as Http from "node:http"
 import { describe, expect, it } from "@effect/vitest"
 import { Behavior } from "@switchboard/core"
 import { Cause, Effect, Exit } from "effect"
-import { connect, promise, serve } from "./support.ts"
+import { connect, promise, serve, waitUntil } from "./support.ts"
 
 const Echo = Behavior.make({ onMessage: (conn, message) => conn.send(message) })
 const quiet = { keepalive: false } as const
@@ -68,7 +68,8 @@ describe("NodeServer metrics endpoint", () => {
 
       client.ws.close(1000)
       yield* promise(() => client.closed)
-      yield* Effect.sleep("50 millis")
+      // the server is done with it once its actor has left
+      yield* waitUntil(() => server.connections() === 0)
       const after = yield* get(server.port, "/metrics")
       expect(seriesValue(after.body, 'switchboard_connections_open{route="/metrics-echo"}')).toBe(0)
       expect(
@@ -79,7 +80,7 @@ describe("NodeServer metrics endpoint", () => {
       const closesBefore = seriesValue(after.body, "switchboard_close_duration_seconds_count") ?? 0
       const closed = yield* connect(server.port, "/closer")
       expect((yield* promise(() => closed.closed)).code).toBe(1000)
-      yield* Effect.sleep("50 millis")
+      yield* waitUntil(() => server.connections() === 0)
       const last = yield* get(server.port, "/metrics")
       expect(seriesValue(last.body, "switchboard_close_duration_seconds_count")).toBe(closesBefore + 1)
       expect(
