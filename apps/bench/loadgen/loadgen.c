@@ -11,6 +11,7 @@
  *   loadgen handshake --port P [--path /echo] [--seconds 10] [--warmup 1] [--concurrency 50]
  *                     [--close frame|fin]
  *   loadgen idle      --port P [--path /echo] [--conns 10000] [--hold 5]
+ *   (echo and broadcast: --frames binary (default) or text: JSON in text frames)
  *
  * Always connects to 127.0.0.1. With --port2, every second connection (odd
  * index: the first publisher stays on --port) goes to that port instead, for
@@ -68,7 +69,7 @@ enum { OP_CONT = 0, OP_TEXT = 1, OP_BINARY = 2, OP_CLOSE = 8, OP_PING = 9, OP_PO
 #define MAX_PUBS 64
 #define MAX_SIZE 65536
 #define MAX_OUT (64u << 20)
-#define HEAD_KEEP 24 /* payload bytes kept of a fragmented message: timestamp, sequence, publisher */
+#define HEAD_KEEP 36 /* payload bytes kept of a fragmented message: timestamp, sequence, publisher */
 #define NS 1000000000LL
 
 static const uint8_t MASK[4] = {0x37, 0xfa, 0x21, 0x3d};
@@ -95,7 +96,7 @@ typedef struct conn {
 } conn_t;
 
 static struct {
-  int mode, port, port2, conns, inflight, size, subs, pubs, window, concurrency, batch, close_fin;
+  int mode, port, port2, conns, inflight, size, subs, pubs, window, concurrency, batch, close_fin, text;
   double seconds, warmup, rate, hold, setup_timeout;
   const char *path;
 } cfg;
@@ -229,6 +230,42 @@ static uint64_t get64(const uint8_t *p) {
   for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
   return v;
 }
+
+/*
+ * With --frames text, messages are text frames holding JSON:
+ * {"m":"<16 hex: timestamp><8 hex: sequence><4 hex: publisher>aaaa…"} padded to --size
+ * (echo leaves out the publisher), as chat and dashboard traffic is.
+ */
+#define TEXT_AT 6 /* after {"m":" */
+static void put_hex(uint8_t *p, uint64_t v, int digits) {
+  static const char hex[] = "0123456789abcdef";
+  for (int i = digits - 1; i >= 0; i--, v >>= 4) p[i] = (uint8_t)hex[v & 15];
+}
+static uint64_t get_hex(const uint8_t *p, int digits) {
+  uint64_t v = 0;
+  for (int i = 0; i < digits; i++) {
+    uint8_t ch = p[i];
+    v = (v << 4) | (uint64_t)(ch >= 'a' ? ch - 'a' + 10 : ch - '0');
+  }
+  return v;
+}
+static void put_fields(uint8_t *p, uint64_t ts, uint64_t seq, uint64_t pub) {
+  if (!cfg.text) {
+    put64(p, ts);
+    put64(p + 8, seq);
+    put64(p + 16, pub);
+    return;
+  }
+  memcpy(p, "{\"m\":\"", TEXT_AT);
+  put_hex(p + TEXT_AT, ts, 16);
+  put_hex(p + TEXT_AT + 16, seq, 8);
+  if (cfg.mode == MODE_BROADCAST) put_hex(p + TEXT_AT + 24, pub, 4);
+  memcpy(p + cfg.size - 2, "\"}", 2);
+}
+static uint64_t field_ts(const uint8_t *p) { return cfg.text ? get_hex(p + TEXT_AT, 16) : get64(p); }
+static uint64_t field_seq(const uint8_t *p) { return cfg.text ? get_hex(p + TEXT_AT + 16, 8) : get64(p + 8); }
+static uint64_t field_pub(const uint8_t *p) { return cfg.text ? get_hex(p + TEXT_AT + 24, 4) : get64(p + 16); }
+static int data_op(void) { return cfg.text ? OP_TEXT : OP_BINARY; }
 
 /* ---- connections ---- */
 static void ep_update(conn_t *c) {
@@ -549,19 +586,16 @@ static void on_eof(conn_t *c) {
 static void echo_send(conn_t *c) {
   uint8_t p[MAX_SIZE];
   memcpy(p, payload_tpl, (size_t)cfg.size);
-  put64(p, (uint64_t)g_now);
-  put64(p + 8, c->next_seq++);
-  send_frame(c, OP_BINARY, p, (size_t)cfg.size);
+  put_fields(p, (uint64_t)g_now, c->next_seq++, 0);
+  send_frame(c, data_op(), p, (size_t)cfg.size);
   c->inflight++;
 }
 
 static void publish(conn_t *c) {
   uint8_t p[MAX_SIZE];
   memcpy(p, payload_tpl, (size_t)cfg.size);
-  put64(p, (uint64_t)g_now);
-  put64(p + 8, c->next_seq++);
-  put64(p + 16, (uint64_t)c->idx);
-  send_frame(c, OP_BINARY, p, (size_t)cfg.size);
+  put_fields(p, (uint64_t)g_now, c->next_seq++, (uint64_t)c->idx);
+  send_frame(c, data_op(), p, (size_t)cfg.size);
   pub_sent[c->idx]++;
   st.published_all++;
   if (st.measuring) st.published++;
@@ -585,12 +619,12 @@ static void on_open(conn_t *c) {
 
 static void on_message(conn_t *c, int op, const uint8_t *p, uint64_t len) {
   if (cfg.mode == MODE_ECHO) {
-    if (op != OP_BINARY || len != (uint64_t)cfg.size) {
+    if (op != data_op() || len != (uint64_t)cfg.size) {
       st.bad_payload++;
       note("conn %d: echo came back as opcode %d, %llu bytes", c->idx, op, (unsigned long long)len);
       if (len < HEAD_KEEP) return;
     }
-    uint64_t seq = get64(p + 8);
+    uint64_t seq = field_seq(p);
     if (seq != c->expect_seq) {
       st.reordered++;
       note("conn %d: echo %llu arrived, expected %llu", c->idx, (unsigned long long)seq,
@@ -599,17 +633,17 @@ static void on_message(conn_t *c, int op, const uint8_t *p, uint64_t len) {
     c->expect_seq = seq + 1;
     if (st.measuring) {
       st.msgs++;
-      hadd(&lat, g_now - (int64_t)get64(p));
+      hadd(&lat, g_now - (int64_t)field_ts(p));
     }
     c->inflight--;
     if (!st.stopping && c->state == ST_OPEN) echo_send(c);
   } else if (cfg.mode == MODE_BROADCAST) {
-    if (op != OP_BINARY || len != (uint64_t)cfg.size) {
+    if (op != data_op() || len != (uint64_t)cfg.size) {
       st.bad_payload++;
       note("conn %d: broadcast arrived as opcode %d, %llu bytes", c->idx, op, (unsigned long long)len);
       return;
     }
-    uint64_t pub = get64(p + 16), seq = get64(p + 8);
+    uint64_t pub = field_pub(p), seq = field_seq(p);
     if (pub >= (uint64_t)cfg.pubs) {
       st.bad_payload++;
       note("conn %d: broadcast from unknown publisher %llu", c->idx, (unsigned long long)pub);
@@ -631,7 +665,7 @@ static void on_message(conn_t *c, int op, const uint8_t *p, uint64_t len) {
     if ((uint64_t)c->idx == pub) c->own_seen++;
     if (st.measuring) {
       st.msgs++;
-      hadd(&lat, g_now - (int64_t)get64(p));
+      hadd(&lat, g_now - (int64_t)field_ts(p));
     }
   }
   /* handshake, idle: messages are not expected and ignored */
@@ -945,7 +979,8 @@ static void usage(void) {
   fprintf(stderr,
           "usage: loadgen echo|broadcast|handshake|idle --port P [--path /p] [--conns N] [--inflight N]\n"
           "         [--size B] [--seconds S] [--warmup S] [--subs N] [--pubs N] [--rate R] [--window K]\n"
-          "         [--concurrency N] [--close frame|fin] [--hold S] [--batch N] [--setup-timeout S] [--port2 P]\n");
+          "         [--concurrency N] [--close frame|fin] [--hold S] [--batch N] [--setup-timeout S] [--port2 P]\n"
+          "         [--frames binary|text]\n");
   exit(2);
 }
 
@@ -992,6 +1027,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--hold")) cfg.hold = atof(v);
     else if (!strcmp(k, "--batch")) cfg.batch = atoi(v);
     else if (!strcmp(k, "--setup-timeout")) cfg.setup_timeout = atof(v);
+    else if (!strcmp(k, "--frames")) {
+      if (!strcmp(v, "text")) cfg.text = 1;
+      else if (!strcmp(v, "binary")) cfg.text = 0;
+      else usage();
+    }
     else if (!strcmp(k, "--close")) {
       if (!strcmp(v, "fin")) cfg.close_fin = 1;
       else if (!strcmp(v, "frame")) cfg.close_fin = 0;
@@ -1002,6 +1042,8 @@ int main(int argc, char **argv) {
   if (cfg.port2 < 0 || cfg.port2 > 65535) fail("--port2 must be 1..65535");
   if (cfg.path[0] != '/' || strlen(cfg.path) > 200 || strpbrk(cfg.path, " \r\n")) fail("--path must be like /echo");
   if (cfg.size < 24 || cfg.size > MAX_SIZE) fail("--size must be 24..%d (the payload carries a timestamp, a sequence and a publisher id)", MAX_SIZE);
+  if (cfg.text && cfg.size < (cfg.mode == MODE_BROADCAST ? 36 : 32))
+    fail("--frames text needs --size of at least %d (the JSON around the fields)", cfg.mode == MODE_BROADCAST ? 36 : 32);
   if (cfg.seconds <= 0 || cfg.seconds > 600 || cfg.warmup < 0 || cfg.warmup > 600) fail("--seconds/--warmup out of range");
   if (cfg.hold < 0 || cfg.hold > 600 || cfg.setup_timeout <= 0 || cfg.setup_timeout > 600) fail("--hold/--setup-timeout out of range");
   if (cfg.conns < 1 || cfg.subs < 1 || cfg.inflight < 1 || cfg.concurrency < 1 || cfg.batch < 1) fail("counts must be >= 1");
