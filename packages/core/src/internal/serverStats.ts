@@ -124,17 +124,17 @@ class Labelled {
   registerOne(context: Context.Context<never>, entry: { readonly attributes: Record<string, string>; count: number }) {
     const series = Metric.withAttributes(this.metric as Metric.Metric<number, unknown>, entry.attributes)
     if (this.kind === "counter") {
-      Metric.registerUnsafe(series as Metric.Metric<number, Metric.CounterState<number>>, context, {
-        get: () => ({ count: entry.count, incremental: true }),
-        update: () => {},
-        modify: () => {}
-      })
+      Metric.registerUnsafe(
+        series as Metric.Metric<number, Metric.CounterState<number>>,
+        context,
+        counter(() => entry.count)
+      )
     } else {
-      Metric.registerUnsafe(series as Metric.Metric<number, Metric.GaugeState<number>>, context, {
-        get: () => ({ value: entry.count }),
-        update: () => {},
-        modify: () => {}
-      })
+      Metric.registerUnsafe(
+        series as Metric.Metric<number, Metric.GaugeState<number>>,
+        context,
+        gauge(() => entry.count)
+      )
     }
   }
 }
