@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import * as ReceivedText from "./internal/receivedText.ts"
 import type { Message } from "./Message.ts"
 
 /**
@@ -38,7 +39,7 @@ const encoder = new TextEncoder()
  */
 export const make = (message: Message): PreparedMessage => {
   const text = typeof message === "string"
-  const payload = text ? encoder.encode(message) : message
+  const payload = text ? (ReceivedText.bytesOf(message) ?? encoder.encode(message)) : message
   const length = payload.byteLength
   const headerLength = length < 126 ? 2 : length < 65536 ? 4 : 10
   const bytes = new Uint8Array(headerLength + length)

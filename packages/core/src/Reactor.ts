@@ -54,6 +54,13 @@ export interface Transport {
   /** Writes a text (`string`) or binary (`Uint8Array`) message as one frame. */
   send(message: Message): void
   /**
+   * Writes a text message given as its UTF-8 bytes (valid UTF-8, as it
+   * arrived): a behaviour sends on a text it received. Called only for text
+   * that the reactor handed over with its bytes (`Actor.receiveUnsafe`'s
+   * `utf8`); a transport without it gets the string through `send`.
+   */
+  sendUtf8?(utf8: Uint8Array): void
+  /**
    * Writes one fragment of a long message (`conn.sendStream`): the first
    * fragment after a `fin` one (or the connection's first) opens a message of
    * the data's kind, text for a `string` and binary for a `Uint8Array`; the
@@ -108,8 +115,14 @@ export interface Actor {
   readonly finished: Effect.Effect<void>
   /** The connection as its behaviour sees it. */
   readonly connection: Connection.Connection<unknown>
-  /** A complete message from the peer. The actor pauses the transport when its mailbox is full. */
-  receiveUnsafe(message: Message): void
+  /**
+   * A complete message from the peer. The actor pauses the transport when
+   * its mailbox is full. With a text message the reactor may pass the UTF-8
+   * bytes it arrived in (checked valid): if the behaviour sends the same text
+   * on, those bytes are written again (`Transport.send`'s `utf8`) instead of
+   * the string being encoded once more.
+   */
+  receiveUnsafe(message: Message, utf8?: Uint8Array): void
   /**
    * On a route that receives streams: a piece of a message's payload as it
    * arrives (text decoded to a string, binary as bytes). `first` on the

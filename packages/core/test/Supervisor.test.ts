@@ -11,6 +11,9 @@ const Echo = Behavior.make({
 
 const noTimers = { keepalive: false, closeTimeout: false } as const
 
+/** A connection whose infos are connections like it. */
+interface Bouncing extends Connection.Connection<Bouncing> {}
+
 describe("Supervisor (connection actor)", () => {
   it.effect("echoes text as text and binary as binary", () =>
     Effect.gen(function* () {
@@ -365,6 +368,34 @@ describe("Supervisor (connection actor)", () => {
       expect((yield* client.closed).code).toBe(1006)
       yield* Fiber.await(closing)
       expect(logs).toContain("shutdown: 0 of 1 connection(s) closed with 1001, 1 terminated, in 5000 ms")
+    })
+  )
+
+  it.effect("actors that keep telling each other leave the event loop to timers and I/O", () =>
+    Effect.gen(function* () {
+      let hops = 0
+      let stop = false
+      // bounded, so that a loop that starves the timer still ends (and the test fails)
+      const maxHops = 100_000
+      // each info is the connection to tell next: two actors bounce it back and forth
+      const Bouncer = Behavior.make({
+        onInfo: (conn: Bouncing, peer: Bouncing) =>
+          Effect.suspend(() => {
+            hops++
+            return stop || hops >= maxHops ? Effect.void : peer.tell(conn)
+          })
+      })
+      const a = yield* TestClient.connect(Bouncer, noTimers)
+      const b = yield* TestClient.connect(Bouncer, noTimers)
+      yield* a.connection.tell(b.connection)
+      // a real timer: it fires only if the bouncing gives the event loop its turns
+      yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 20)))
+      const during = hops
+      stop = true
+      yield* a.idle
+      yield* b.idle
+      expect(during).toBeGreaterThan(10)
+      expect(during).toBeLessThan(maxHops)
     })
   )
 })

@@ -34,6 +34,7 @@ import { Finalizers } from "./finalizers.ts"
 import { Inbound } from "./inboundStream.ts"
 import { Closed, Drained, Mailbox, Open, type Signal } from "./mailbox.ts"
 import { sendStream } from "./outboundStream.ts"
+import * as ReceivedText from "./receivedText.ts"
 import { closeCodeFor, stats } from "./serverStats.ts"
 import { admitUnsafe, TokenBucket } from "./tokenBucket.ts"
 
@@ -99,15 +100,15 @@ export class ActorImpl implements Connection.Connection<unknown> {
   mailbox: Mailbox | undefined = undefined
   /** True while a drain fiber runs (or is about to). */
   running = false
+  /** True from a wake until its drain fiber starts (within the same turn). */
+  scheduled = false
   fiber: Fiber.Fiber<void, never> | undefined = undefined
   /** The connection's span (accept to close), when a tracer other than Effect's default is installed. */
   private readonly span: Tracer.Span | undefined
   /** Forks with the server's services and this connection's log annotations; made on the first drain. */
   private runFork: (<A, E>(effect: Effect.Effect<A, E, never>) => Fiber.Fiber<A, E>) | undefined = undefined
-  /** The drain effect and its exit observer, made on the first message: an idle connection holds no effect objects. */
-  drain: Effect.Effect<void> | undefined = undefined
+  /** The drain fiber's exit observer, made on the first drain: an idle connection holds none. */
   onDrainExit: ((exit: Exit.Exit<void>) => void) | undefined = undefined
-  setState: ((state: unknown) => void) | undefined = undefined
   /** What waits for the socket to drain (`send` above the high-water mark, `awaitDrained`): each checks again. */
   private drainWaiters: Array<() => void> | undefined = undefined
   /** The outbound buffer passed the high-water mark, and `onDrain` waits for it to empty. */
@@ -207,13 +208,13 @@ export class ActorImpl implements Connection.Connection<unknown> {
   // ---------------------------------------------------------------- reactor side
 
   /** A message from the peer. Pauses the socket when the mailbox is full. */
-  receiveUnsafe(message: Message.Message): void {
+  receiveUnsafe(message: Message.Message, utf8?: Uint8Array): void {
     this.lastIn = this.lastMessage = this.host.now
     if (this.phase === phases.closed || this.crashed) return
     if (this.bucket !== undefined && !admitUnsafe(this, this.bucket, message)) return
     const mailbox = (this.mailbox ??= new Mailbox())
     stats.messagesReceived++
-    if (mailbox.pushMessage(message, this.settings.mailboxCapacity, this.settings.maxMessageBytes)) {
+    if (mailbox.pushMessage(message, this.settings.mailboxCapacity, this.settings.maxMessageBytes, utf8)) {
       stats.mailboxPauses++
       if (!this.readingPaused) this.pauseSocket()
     }
@@ -415,13 +416,23 @@ export class ActorImpl implements Connection.Connection<unknown> {
       if (this.phase !== phases.open) return Effect.void
       stats.messagesSent++
       if (this.streaming) this.hold(message, Message.byteLength(message))
-      else this.transport.send(message)
+      else this.write(message)
       this.lastOut = this.host.now
       if (this.bufferedAmount <= this.settings.highWaterMark) return Effect.void
       if (this.handlers.onDrain !== undefined) this.afterWrite()
       stats.sendSuspensions++
       return this.untilBuffered(this.settings.highWaterMark)
     })
+  }
+
+  /** A message to the transport; a text that is being handled goes as the bytes it arrived in, where the transport takes them. */
+  private write(message: Message.Message): void {
+    const transport = this.transport
+    if (typeof message === "string" && transport.sendUtf8 !== undefined) {
+      const utf8 = ReceivedText.bytesOf(message)
+      if (utf8 !== undefined) return transport.sendUtf8(utf8)
+    }
+    transport.send(message)
   }
 
   sendStream<E, R>(
@@ -617,8 +628,10 @@ export class ActorImpl implements Connection.Connection<unknown> {
   get idle(): Effect.Effect<void> {
     return Effect.suspend(() => {
       const fiber = this.fiber
-      if (fiber === undefined) return Effect.void
-      return Effect.andThen(Fiber.await(fiber), this.idle)
+      if (fiber !== undefined) return Effect.andThen(Fiber.await(fiber), this.idle)
+      // woken, and its drain starts later in this turn
+      if (this.scheduled) return Effect.andThen(Effect.yieldNow, this.idle)
+      return Effect.void
     })
   }
 

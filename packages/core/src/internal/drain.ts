@@ -17,21 +17,70 @@ import * as ConnectionError from "../ConnectionError.ts"
 import { isMessage } from "../Message.ts"
 import { type ActorImpl, phases } from "./actor.ts"
 import type { Signal } from "./mailbox.ts"
+import * as ReceivedText from "./receivedText.ts"
 import { stats } from "./serverStats.ts"
 
-/** Forks `actor`'s drain fiber if none runs. */
+/**
+ * Actors woken outside any drain (by the reactor, a timer, I/O), started
+ * together in one microtask: after the reactor has pushed everything it
+ * parsed from one TCP read, so the read lands in one batch whose replies go
+ * out in one write, and before the turn's corked writes are flushed.
+ */
+let woken: Array<ActorImpl> = []
+/**
+ * Actors woken by a drain (a `tell` from another actor), started on the next
+ * turn of the event loop: actors that keep telling each other take turns
+ * with I/O and timers instead of starving them in one microtask loop.
+ */
+let wokenByDrain: Array<ActorImpl> = []
+/** True while woken actors are being started (their drains run inside). */
+let starting = false
+
+const nextTurn: (f: () => void) => void =
+  typeof globalThis.setImmediate === "function" ? (f) => globalThis.setImmediate(f) : (f) => globalThis.setTimeout(f, 0)
+
+const startAll = (actors: Array<ActorImpl>): void => {
+  const outer = starting
+  starting = true
+  try {
+    for (const actor of actors) start(actor)
+  } finally {
+    starting = outer
+  }
+}
+const startWoken = (): void => {
+  const actors = woken
+  woken = []
+  startAll(actors)
+}
+const startWokenByDrain = (): void => {
+  const actors = wokenByDrain
+  wokenByDrain = []
+  startAll(actors)
+}
+
+/**
+ * Schedules `actor`'s drain fiber if none runs. It starts after this call,
+ * never inside it: one shared microtask (or, woken from a drain, one shared
+ * next-turn callback) starts every actor woken meanwhile, so a wake costs no
+ * scheduler hop of its own and the drain runs to its end without yielding
+ * when the behaviour does not wait.
+ */
 export const wake = (actor: ActorImpl): void => {
   if (actor.running) return
   actor.running = true
-  // The drain starts on the next scheduler tick, not inside this call: every message the
-  // reactor parses from one TCP read lands in the same batch, whose replies go out in one write.
-  actor.fiber = actor.forkAnnotated(
-    (actor.drain ??= Effect.andThen(
-      Effect.yieldNow,
-      Effect.suspend(() => next(actor))
-    ))
-  )
-  actor.fiber.addObserver((actor.onDrainExit ??= (exit) => drainExited(actor, exit)))
+  actor.scheduled = true
+  if (starting) {
+    if (wokenByDrain.push(actor) === 1) nextTurn(startWokenByDrain)
+  } else if (woken.push(actor) === 1) queueMicrotask(startWoken)
+}
+
+const start = (actor: ActorImpl): void => {
+  actor.scheduled = false
+  const fiber = actor.forkAnnotated(Effect.suspend(() => new Drain(actor).step()))
+  // a drain that did not wait has ended already (and cleared `running`): only a live one is kept
+  if (fiber.pollUnsafe() === undefined) actor.fiber = fiber
+  fiber.addObserver((actor.onDrainExit ??= (exit) => drainExited(actor, exit)))
 }
 
 /**
@@ -50,69 +99,123 @@ const drainExited = (actor: ActorImpl, exit: Exit.Exit<void>): void => {
   if ((actor.mailbox?.size ?? 0) > 0) wake(actor)
 }
 
-/** Takes the mailbox as one batch and handles it; again until the mailbox is empty. */
-const next = (actor: ActorImpl): Effect.Effect<void> => {
-  const mailbox = actor.mailbox
-  if (mailbox === undefined || mailbox.size === 0) {
-    actor.running = false
-    actor.fiber = undefined
-    return Effect.void
-  }
-  const batch = mailbox.takeAll()
-  if (mailbox.paused) {
-    mailbox.paused = false
-    // reading stays paused while the behaviour has asked for it (`pauseReading`), or pieces of streamed messages wait
-    if (actor.mayRead()) actor.resumeSocket()
-  }
-  return Effect.flatMap(handleFrom(actor, batch, 0), () => {
-    mailbox.recycle(batch)
-    return next(actor)
-  })
-}
-
 /**
- * Handles `batch` from `start`, one signal at a time. A failure crashes the
- * actor and the batch goes on after the signal that failed: messages and
- * infos are skipped (the actor has crashed), but a close signal behind the
- * failure still runs `onClose`.
+ * One drain: takes the mailbox as a batch, runs the behaviour's callback for
+ * each signal in turn, takes the next batch, and ends when the mailbox is
+ * empty. Made when the drain starts and dropped when it ends, so an idle
+ * actor holds none; its two continuations are made once per drain, not per
+ * signal, and the clock is read once per callback (one callback's end is the
+ * next one's start).
+ *
+ * A failure crashes the actor and the batch goes on after the signal that
+ * failed: messages and infos are skipped (the actor has crashed), but a close
+ * signal behind the failure still runs `onClose`.
  */
-const handleFrom = (actor: ActorImpl, batch: Array<Signal>, start: number): Effect.Effect<void> => {
-  for (let i = start; i < batch.length; i++) {
-    const effect = handle(actor, batch[i]!)
-    if (effect === undefined) continue
-    // the callback's time, waits included, for switchboard_behavior_duration_seconds
-    const started = performance.now()
-    return Effect.matchCauseEffect(effect, {
-      onSuccess: () => {
-        stats.behaviorDuration.observe((performance.now() - started) / 1000)
-        return handleFrom(actor, batch, i + 1)
+class Drain {
+  readonly actor: ActorImpl
+  batch: Array<Signal> | undefined = undefined
+  /** The signal being handled. */
+  at = 0
+  /** When its callback started (`performance.now()`). */
+  startedAt = 0
+  /** The clock read at the end of the last callback, or -1 after other work. */
+  lastEnd = -1
+  readonly handlers: {
+    readonly onSuccess: (value: unknown) => Effect.Effect<void>
+    readonly onFailure: (cause: Cause.Cause<unknown>) => Effect.Effect<void>
+  }
+
+  constructor(actor: ActorImpl) {
+    this.actor = actor
+    this.handlers = {
+      onSuccess: (value) => {
+        this.settle(this.batch![this.at]!, value)
+        this.at++
+        return this.step()
       },
       onFailure: (cause) => {
-        stats.behaviorDuration.observe((performance.now() - started) / 1000)
+        this.observe()
+        this.lastEnd = -1
+        this.at++
         return Effect.andThen(
-          onFailure(actor, cause),
-          Effect.suspend(() => handleFrom(actor, batch, i + 1))
+          onFailure(this.actor, cause),
+          Effect.suspend(() => this.step())
         )
       }
-    })
+    }
   }
-  return Effect.void
+
+  /** The callback's time, waits included, for switchboard_behavior_duration_seconds. */
+  private observe(): void {
+    ReceivedText.clear()
+    const now = performance.now()
+    stats.behaviorDuration.observe((now - this.startedAt) / 1000)
+    this.lastEnd = now
+  }
+
+  /** A callback succeeded with `value`: the behaviour's next state (or, for `Open`, its first). */
+  private settle(signal: Signal, value: unknown): void {
+    this.observe()
+    const actor = this.actor
+    if (isMessage(signal)) actor.state = value
+    else if (signal._tag === "Open") {
+      actor.state = value
+      actor.started = true
+    } else if (signal._tag !== "Closed") actor.state = value
+  }
+
+  /** Runs the next signal's callback, taking the next batch when this one is done; void once the mailbox is empty. */
+  step(): Effect.Effect<void> {
+    const actor = this.actor
+    while (true) {
+      const batch = this.batch
+      if (batch !== undefined) {
+        for (; this.at < batch.length; this.at++) {
+          const signal = batch[this.at]!
+          const effect = handle(actor, signal)
+          if (effect === undefined) continue
+          if (typeof signal === "string") {
+            const utf8 = actor.mailbox!.batchUtf8?.[this.at]
+            if (utf8 !== undefined) ReceivedText.set(signal, utf8)
+          }
+          this.startedAt = this.lastEnd >= 0 ? this.lastEnd : performance.now()
+          return Effect.matchCauseEffect(effect, this.handlers)
+        }
+        actor.mailbox!.recycle(batch)
+        this.batch = undefined
+      }
+      const mailbox = actor.mailbox
+      if (mailbox === undefined || mailbox.size === 0) {
+        actor.running = false
+        actor.fiber = undefined
+        return Effect.void
+      }
+      this.batch = mailbox.takeAll()
+      this.at = 0
+      this.lastEnd = -1
+      if (mailbox.paused) {
+        mailbox.paused = false
+        // reading stays paused while the behaviour has asked for it (`pauseReading`), or pieces of streamed messages wait
+        if (actor.mayRead()) actor.resumeSocket()
+      }
+    }
+  }
 }
 
-/** The effect for one signal, or undefined when there is nothing to run. */
-const handle = (actor: ActorImpl, signal: Signal): Effect.Effect<void, unknown> | undefined => {
+/** The effect for one signal (its success is the behaviour's next state), or undefined when there is nothing to run. */
+const handle = (actor: ActorImpl, signal: Signal): Effect.Effect<unknown, unknown> | undefined => {
   const h = actor.handlers
   if (isMessage(signal)) {
     if (actor.crashed || h.onMessage === undefined) return undefined
-    return Effect.map(h.onMessage(actor, signal, actor.state), stateSetter(actor))
+    return h.onMessage(actor, signal, actor.state)
   }
   switch (signal._tag) {
     case "Info":
       if (actor.crashed || h.onInfo === undefined) return undefined
-      return Effect.map(h.onInfo(actor, signal.value, actor.state), stateSetter(actor))
+      return h.onInfo(actor, signal.value, actor.state)
     case "Ping":
       if (actor.crashed || h.onPing === undefined) return undefined
-      return Effect.map(h.onPing(actor, signal.payload, actor.state), stateSetter(actor))
+      return h.onPing(actor, signal.payload, actor.state)
     case "Streamed": {
       const inbound = signal.inbound
       if (actor.crashed || h.onStream === undefined) {
@@ -120,28 +223,19 @@ const handle = (actor: ActorImpl, signal: Signal): Effect.Effect<void, unknown> 
         return undefined
       }
       return Effect.ensuring(
-        Effect.map(h.onStream(actor, inbound.message, actor.state), stateSetter(actor)),
+        h.onStream(actor, inbound.message, actor.state),
         Effect.sync(() => inbound.discard())
       )
     }
     case "Drained":
       if (actor.crashed || h.onDrain === undefined || actor.phase !== phases.open) return undefined
-      return Effect.map(h.onDrain(actor, actor.state), stateSetter(actor))
+      return h.onDrain(actor, actor.state)
     case "Open":
-      return Effect.map(h.init!(actor), (state) => {
-        actor.state = state
-        actor.started = true
-      })
+      return h.init!(actor)
     case "Closed":
       return actor.runCloseCallbacks()
   }
 }
-
-/** Made once per actor, on its first message. */
-const stateSetter = (actor: ActorImpl): ((state: unknown) => void) =>
-  (actor.setState ??= (state) => {
-    actor.state = state
-  })
 
 /**
  * True when a callback failed with this connection's own `ConnectionError`

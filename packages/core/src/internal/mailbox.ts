@@ -39,6 +39,11 @@ export type Signal = Message | Info | Ping | Streamed | typeof Open | typeof Clo
 export class Mailbox {
   private inbox: Array<Signal> = []
   private spare: Array<Signal> = []
+  /** The UTF-8 bytes of the inbox's text messages, at their indexes, where the reactor gave them; made on the first. */
+  private inboxUtf8: Array<Uint8Array | undefined> | undefined = undefined
+  private spareUtf8: Array<Uint8Array | undefined> | undefined = undefined
+  /** The UTF-8 bytes of the last batch's text messages, at their indexes (see `ReceivedText`). */
+  batchUtf8: Array<Uint8Array | undefined> | undefined = undefined
   /** Payload bytes in the inbox (UTF-16 code units for text). */
   private bytes = 0
   /** True while the reactor has been told to stop reading. */
@@ -52,9 +57,14 @@ export class Mailbox {
     this.inbox.push(signal)
   }
 
-  /** Adds a peer's message; true when the mailbox has just become full (by count or bytes) and reading must stop. */
-  pushMessage(message: Message, capacity: number, maxBytes: number): boolean {
-    this.inbox.push(message)
+  /**
+   * Adds a peer's message (with the UTF-8 bytes a text message arrived in,
+   * when known); true when the mailbox has just become full (by count or
+   * bytes) and reading must stop.
+   */
+  pushMessage(message: Message, capacity: number, maxBytes: number, utf8?: Uint8Array): boolean {
+    const at = this.inbox.push(message) - 1
+    if (utf8 !== undefined) (this.inboxUtf8 ??= [])[at] = utf8
     this.bytes += message.length
     if (this.paused || (this.inbox.length < capacity && this.bytes < maxBytes)) return false
     this.paused = true
@@ -74,12 +84,19 @@ export class Mailbox {
     const batch = this.inbox
     this.inbox = this.spare
     this.spare = batch
+    const utf8 = this.inboxUtf8
+    this.inboxUtf8 = this.spareUtf8
+    this.spareUtf8 = this.batchUtf8 = utf8
     this.bytes = 0
     return batch
   }
 
-  /** The batch is handled: its array is reused by the next `takeAll`. */
+  /** The batch is handled: its arrays are reused by the next `takeAll`. */
   recycle(batch: Array<Signal>): void {
     batch.length = 0
+    if (this.batchUtf8 !== undefined) {
+      this.batchUtf8.length = 0
+      this.batchUtf8 = undefined
+    }
   }
 }

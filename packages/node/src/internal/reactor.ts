@@ -29,6 +29,8 @@ interface WsInternals {
   readonly _sender: { readonly _state: number }
 }
 
+const textFrame = { binary: false } as const
+
 /** A ws connection that is also its actor's outbound writer. */
 export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
   actor: Reactor.Actor | undefined = undefined
@@ -48,7 +50,13 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
 
   override send(message: string | Uint8Array): void {
     corkForTurn(this)
-    super.send(message)
+    // text goes to ws as bytes: ws would hand the string itself to the socket, whose writev then copies it
+    if (typeof message === "string") super.send(Buffer.from(message), textFrame)
+    else super.send(message)
+  }
+  sendUtf8(utf8: Uint8Array): void {
+    corkForTurn(this)
+    super.send(utf8, textFrame)
   }
   sendFragment(data: string | Uint8Array, fin: boolean): void {
     corkForTurn(this)
@@ -143,7 +151,8 @@ const ownBytes = (data: Buffer): Uint8Array =>
     : data
 
 function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
-  actorOf(this).receiveUnsafe(isBinary ? ownBytes(data) : data.toString())
+  if (isBinary) actorOf(this).receiveUnsafe(ownBytes(data))
+  else actorOf(this).receiveUnsafe(data.toString(), ownBytes(data))
 }
 function onPing(this: WebSocket, data: Buffer): void {
   actorOf(this).pingUnsafe(data)
