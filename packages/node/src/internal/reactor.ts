@@ -40,6 +40,8 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
   corked = false
   /** Set while a drain report is on its way to the actor (one for every `flush` before it). */
   drainReport = false
+  /** A server's socket without compression: a framed-once message is written as it is. */
+  plainFrames = false
 
   get bytesRead(): number {
     return this.rawSocket?.bytesRead ?? 0
@@ -64,6 +66,12 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
   }
   sendPrepared(prepared: PreparedMessage.PreparedMessage): void {
     if (this.readyState !== WebSocket.OPEN) return
+    if (this.plainFrames) {
+      // the frame is complete; ws's Sender keeps no state between frames without compression
+      corkForTurn(this)
+      this.rawSocket!.write(bufferOf(prepared))
+      return
+    }
     const internals = this as unknown as WsInternals
     // a client masks every frame: the shared, unmasked bytes are a server's
     if (!internals._isServer) {
@@ -86,9 +94,8 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
       this.rawSocket!.write(shared)
       return
     }
-    // the frame is complete; ws's Sender keeps no state between frames without compression
     corkForTurn(this)
-    this.rawSocket!.write(prepared.bytes)
+    this.rawSocket!.write(bufferOf(prepared))
   }
   override pause(): void {
     this.stats.pauses++
@@ -103,6 +110,22 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
     if (socket !== undefined && socket.writableLength > 0) socket.once("drain", () => reportDrain(this))
     else setImmediate(reportDrain, this)
   }
+}
+
+/**
+ * The framed bytes as a Buffer, made once per message rather than once per
+ * subscriber: a socket wraps every Uint8Array it is given in a new Buffer.
+ * One slot, since a fan-out writes one message to all its subscribers in a row.
+ */
+let lastPrepared: PreparedMessage.PreparedMessage | undefined
+let lastBuffer: Buffer = Buffer.alloc(0)
+const bufferOf = (prepared: PreparedMessage.PreparedMessage): Buffer => {
+  if (prepared !== lastPrepared) {
+    const bytes = prepared.bytes
+    lastBuffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    lastPrepared = prepared
+  }
+  return lastBuffer
 }
 
 const reportDrain = (ws: SwitchboardSocket): void => {
@@ -195,6 +218,8 @@ export const attach = (ws: SwitchboardSocket, socket: Socket, stats: ReactorStat
   ws.actor = actor
   ws.rawSocket = socket
   ws.stats = stats
+  const internals = ws as unknown as WsInternals
+  ws.plainFrames = internals._isServer && internals._extensions["permessage-deflate"] === undefined
   ws.on("message", onMessage)
   ws.on("ping", onPing)
   ws.on("pong", onPong)
