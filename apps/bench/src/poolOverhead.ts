@@ -42,7 +42,8 @@ import * as Path from "node:path"
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads"
 import { Job, WorkerPool } from "@switchboard/core"
 import { NodeWorkerPool } from "@switchboard/node"
-import { Effect, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { clockTicks, machineBusyTicks } from "./proc.ts"
 
 const Echo = Job.make("Echo", { payload: Schema.String, success: Schema.String })

@@ -36,7 +36,11 @@
  */
 import { createHash } from "node:crypto"
 import { RedisClient } from "@switchboard/redis"
-import { Duration, Effect, Layer, Option, type Redacted } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
 import { type Entry, History, type Options as Limits } from "./History.ts"
 
 /**

@@ -27,7 +27,8 @@
  * @since 0.1.0
  */
 import { Job } from "@switchboard/core"
-import { Effect, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import type * as History from "./History.ts"
 
 /**

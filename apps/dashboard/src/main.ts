@@ -24,8 +24,14 @@ import * as Http from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Backplane, Behavior, type Connection, Handshake, Hub, Route } from "@switchboard/core"
 import { NodeReactors, NodeServer } from "@switchboard/node"
-import { Config, Duration, Effect, Layer, Metric, Redacted, Schedule } from "effect"
+import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 
 // 1. Who may watch: a viewer's token names it (a real app verifies a signed token here).
 interface Viewer {

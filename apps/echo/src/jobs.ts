@@ -8,7 +8,8 @@
  */
 import { hash as digestOf } from "node:crypto"
 import { Job } from "@switchboard/core"
-import { Effect, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 
 /** SHA-256 of `data`, then of each digest, `rounds` times; the last digest in hex. */
 export const Hash = Job.make("Hash", {

@@ -23,7 +23,13 @@
  */
 import { Behavior, type Connection, type Job, WorkerPool } from "@switchboard/core"
 import { NodeReactors, NodeServer, NodeWorkerPool } from "@switchboard/node"
-import { Cause, Config, Duration, Effect, Exit, Layer, Option } from "effect"
+import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import { Handlers, Hash } from "./jobs.ts"
 
 // 1. The behaviours. /echo: text stays text, binary stays binary.

@@ -26,7 +26,12 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Effect, Exit, Metric, type Scope } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import type * as Scope from "effect/Scope"
 import type * as Handshake from "./Handshake.ts"
 import { stats } from "./internal/serverStats.ts"
 import type * as Reactor from "./Reactor.ts"

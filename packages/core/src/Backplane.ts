@@ -13,7 +13,13 @@
  *
  * @since 0.1.0
  */
-import { Context, Data, type Duration, Effect, Layer, Metric, type Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import type * as Scope from "effect/Scope"
 import * as ChannelBackplane from "./internal/channelBackplane.ts"
 import * as Settings from "./internal/settings.ts"
 import * as Topics from "./internal/topics.ts"
@@ -138,7 +144,7 @@ export class Backplane extends Context.Service<
  * @example
  * ```ts
  * import { Backplane } from "@switchboard/core"
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  *
  * const local = Backplane.makeLocal({
  *   onFirst: (topic) => Effect.log(`first subscriber of ${topic}`),
@@ -174,7 +180,7 @@ export type LocalHooks = Topics.Hooks
  *
  * @example
  * ```ts
- * import { Layer } from "effect"
+ * import * as Layer from "effect/Layer"
  * import { Backplane, Hub } from "@switchboard/core"
  *
  * const HubLive = Hub.layer().pipe(Layer.provide(Backplane.layerMemory))
@@ -248,7 +254,7 @@ export const defaultChannel = "switchboard:backplane"
  *
  * @example
  * ```ts
- * import { Layer } from "effect"
+ * import * as Layer from "effect/Layer"
  * import { Backplane, Hub } from "@switchboard/core"
  *
  * // in every reactor thread: their hubs share broadcasts and presence events

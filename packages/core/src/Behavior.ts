@@ -23,7 +23,7 @@
  *
  * @since 0.1.0
  */
-import type { Effect } from "effect"
+import type * as Effect from "effect/Effect"
 import type { CloseReason } from "./CloseReason.ts"
 import type { Connection } from "./Connection.ts"
 import type { Message } from "./Message.ts"
@@ -89,7 +89,8 @@ export interface Behavior<in I = never, out R = never, in A = unknown> {
  *
  * @example
  * ```ts
- * import { Data, Effect } from "effect"
+ * import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
  * import { Behavior, type Connection } from "@switchboard/core"
  *
  * // text stays text, binary stays binary

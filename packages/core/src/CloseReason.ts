@@ -103,7 +103,7 @@ export interface Lost {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { Behavior } from "@switchboard/core"
  *
  * const Logged = Behavior.make({

@@ -6,7 +6,8 @@
  *
  * @since 0.1.0
  */
-import type { Effect, Stream } from "effect"
+import type * as Effect from "effect/Effect"
+import type * as Stream from "effect/Stream"
 import type * as Compression from "./Compression.ts"
 import type { ConnectionError } from "./ConnectionError.ts"
 import type * as Keepalive from "./Keepalive.ts"

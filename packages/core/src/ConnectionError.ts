@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Data } from "effect"
+import * as Data from "effect/Data"
 import * as CloseCode from "./CloseCode.ts"
 
 /**
@@ -143,7 +143,7 @@ export type Reason =
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import type { Connection } from "@switchboard/core"
  *
  * // a tick that finds the mailbox full is dropped; NotOpen still fails

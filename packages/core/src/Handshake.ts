@@ -5,7 +5,8 @@
  *
  * @since 0.1.0
  */
-import { Data, type Effect } from "effect"
+import * as Data from "effect/Data"
+import type * as Effect from "effect/Effect"
 import type { Request } from "./Connection.ts"
 
 /**
@@ -14,7 +15,7 @@ import type { Request } from "./Connection.ts"
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { Handshake } from "@switchboard/core"
  *
  * const authenticate: Handshake.Authenticate<{ user: string }> = (request) => {

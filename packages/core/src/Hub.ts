@@ -41,7 +41,14 @@
  *
  * @since 0.1.0
  */
-import { Context, type Duration, Effect, Equal, Exit, Layer, Metric, Scope } from "effect"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Scope from "effect/Scope"
 import * as Backplane from "./Backplane.ts"
 import type * as CloseCode from "./CloseCode.ts"
 import * as CloseReason from "./CloseReason.ts"

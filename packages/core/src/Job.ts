@@ -16,7 +16,8 @@
  * @example
  * ```ts
  * import { hash } from "node:crypto"
- * import { Effect, Schema } from "effect"
+ * import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
  * import { Job } from "@switchboard/core"
  *
  * // jobs.ts: imported by the server and by the worker entry
@@ -37,7 +38,9 @@
  *
  * @since 0.1.0
  */
-import { type Effect, type Exit, Schema } from "effect"
+import type * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Schema from "effect/Schema"
 import * as Transferable from "effect/workers/Transferable"
 import type * as JobError from "./JobError.ts"
 
@@ -106,7 +109,7 @@ export type Failure<J extends Any> = J["failure"]["Type"]
  *
  * @example
  * ```ts
- * import { Schema } from "effect"
+ * import * as Schema from "effect/Schema"
  * import { Job } from "@switchboard/core"
  *
  * class TooLong extends Schema.TaggedError<TooLong>()("TooLong", { length: Schema.Number }) {}
@@ -164,7 +167,8 @@ type ImplOf<Jobs extends ReadonlyArray<Any>, R> = {
  *
  * @example
  * ```ts
- * import { Effect, Schema } from "effect"
+ * import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
  * import { Job } from "@switchboard/core"
  *
  * const Upper = Job.make("Upper", { payload: Schema.String, success: Schema.String })
@@ -214,7 +218,9 @@ export interface JobResult<J extends Any = Any> {
  *
  * @example
  * ```ts
- * import { Effect, Exit, Schema } from "effect"
+ * import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Schema from "effect/Schema"
  * import { Behavior, Job, type Connection } from "@switchboard/core"
  *
  * const Upper = Job.make("Upper", { payload: Schema.String, success: Schema.String })
@@ -266,7 +272,7 @@ const ownsItsBuffer = (bytes: Uint8Array): boolean =>
  *
  * @example
  * ```ts
- * import { Schema } from "effect"
+ * import * as Schema from "effect/Schema"
  * import { Job } from "@switchboard/core"
  *
  * const Resize = Job.make("Resize", { payload: Job.TransferredBytes, success: Job.TransferredBytes })

@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 /**
  * The pool's queue held `capacity` jobs and the submitter asked not to wait
@@ -142,7 +142,8 @@ export type Reason =
  *
  * @example
  * ```ts
- * import { Effect, Schema } from "effect"
+ * import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
  * import { Job, WorkerPool } from "@switchboard/core"
  *
  * const Hash = Job.make("Hash", { payload: Schema.String, success: Schema.String })

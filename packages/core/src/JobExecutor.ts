@@ -11,7 +11,12 @@
  *
  * @since 0.1.0
  */
-import { Cause, Effect, Exit, type Fiber, Schema, type Scope } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Transferables from "effect/workers/Transferable"
 import type * as Job from "./Job.ts"
 import type * as JobError from "./JobError.ts"

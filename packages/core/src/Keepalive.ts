@@ -15,7 +15,7 @@
  *
  * @since 0.1.0
  */
-import type { Duration } from "effect"
+import type * as Duration from "effect/Duration"
 import { durationMillis } from "./internal/settings.ts"
 
 /**

@@ -39,7 +39,7 @@
  *
  * @since 0.1.0
  */
-import { Metric } from "effect"
+import * as Metric from "effect/Metric"
 import { positiveNumber } from "./internal/settings.ts"
 import type { Message } from "./Message.ts"
 

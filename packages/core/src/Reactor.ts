@@ -22,7 +22,7 @@
  *
  * @since 0.1.0
  */
-import type { Effect } from "effect"
+import type * as Effect from "effect/Effect"
 import type * as Behavior from "./Behavior.ts"
 import type * as Compression from "./Compression.ts"
 import type * as Connection from "./Connection.ts"

@@ -11,7 +11,7 @@
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { Behavior, type Connection, Handshake, Route } from "@switchboard/core"
  *
  * interface Staff {

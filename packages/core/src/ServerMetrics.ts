@@ -34,7 +34,8 @@
  *
  * @example
  * ```ts
- * import { Effect, Metric } from "effect"
+ * import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
  * import { ServerMetrics } from "@switchboard/core"
  *
  * const report = Effect.gen(function* () {

@@ -11,7 +11,8 @@
  *
  * @since 0.1.0
  */
-import { type Duration, Effect } from "effect"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import type * as Behavior from "./Behavior.ts"
 import * as Compression from "./Compression.ts"
 import * as Connection from "./Connection.ts"
@@ -202,7 +203,7 @@ const resolveUnsafe = <R, A>(options: Options<R, A>, defaultMaxConnections: numb
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { Behavior, ServerOptions } from "@switchboard/core"
  *
  * const Echo = Behavior.make({ onMessage: (conn, message) => conn.send(message) })

@@ -25,7 +25,8 @@
  * @example
  * ```ts
  * import { createHash } from "node:crypto"
- * import { Effect, Stream } from "effect"
+ * import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
  * import { Behavior } from "@switchboard/core"
  *
  * // hashes uploads of any size; each reply is the SHA-256 of one message
@@ -42,7 +43,7 @@
  *
  * @since 0.1.0
  */
-import type { Stream } from "effect"
+import type * as Stream from "effect/Stream"
 import type { ConnectionError } from "./ConnectionError.ts"
 
 /**

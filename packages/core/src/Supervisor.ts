@@ -12,7 +12,11 @@
  *
  * @since 0.1.0
  */
-import { Clock, type Context, Effect, Fiber, type Scope } from "effect"
+import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import type * as Scope from "effect/Scope"
 import type * as Behavior from "./Behavior.ts"
 import * as CloseCode from "./CloseCode.ts"
 import * as CloseReason from "./CloseReason.ts"
@@ -90,7 +94,7 @@ export interface Supervisor<R> {
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { Behavior, type Reactor, ServerOptions, Supervisor } from "@switchboard/core"
  *
  * const Echo = Behavior.make({ onMessage: (conn, message) => conn.send(message) })

@@ -26,7 +26,9 @@
  *
  * @example
  * ```ts
- * import { Effect, Exit, Schema } from "effect"
+ * import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Schema from "effect/Schema"
  * import { Behavior, type Connection, Job, WorkerPool } from "@switchboard/core"
  *
  * const Upper = Job.make("Upper", { payload: Schema.String, success: Schema.String })
@@ -46,7 +48,11 @@
  *
  * @since 0.1.0
  */
-import { Context, type Duration, Effect, Layer, type Scope } from "effect"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import type * as Connection from "./Connection.ts"
 import { Pool, metrics as poolMetrics } from "./internal/pool.ts"
 import { durationMillis, positiveInteger } from "./internal/settings.ts"
@@ -141,7 +147,8 @@ export const submit = <J extends Job.Any>(
  *
  * @example
  * ```ts
- * import { Effect, Schema } from "effect"
+ * import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
  * import { Behavior, Job, WorkerPool } from "@switchboard/core"
  *
  * const WordCount = Job.make("WordCount", { payload: Schema.String, success: Schema.Number })

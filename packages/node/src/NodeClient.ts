@@ -14,7 +14,8 @@
  *
  * @example
  * ```ts
- * import { Effect, Schedule } from "effect"
+ * import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
  * import { Behavior } from "@switchboard/core"
  * import { NodeClient } from "@switchboard/node"
  *
@@ -47,7 +48,12 @@ import {
   type Subprotocol,
   Supervisor
 } from "@switchboard/core"
-import { Duration, Effect, Exit, Fiber, Schedule, type Scope } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as Deflate from "./internal/deflate.ts"
 import { attach, type ReactorStats, SwitchboardSocket } from "./internal/reactor.ts"
 import { StreamingSocket } from "./internal/streamingReceiver.ts"

@@ -40,7 +40,16 @@
 import { type MessagePort, parentPort, Worker } from "node:worker_threads"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Backplane, ServerError } from "@switchboard/core"
-import { Cause, Config, Context, Deferred, Effect, Exit, Fiber, Layer, Metric, Runtime, Scope } from "effect"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
 import * as ReactorThread from "./internal/reactorThread.ts"
 
 /**
@@ -115,7 +124,7 @@ export const index: number | undefined = ReactorThread.current?.index
  *
  * @example
  * ```ts
- * import { Layer } from "effect"
+ * import * as Layer from "effect/Layer"
  * import { Hub } from "@switchboard/core"
  * import { NodeReactors } from "@switchboard/node"
  *
@@ -330,7 +339,7 @@ const runReactor = <ROut, E>(app: Layer.Layer<ROut, E>, port: MessagePort): void
  *
  * @example
  * ```ts
- * import { Layer } from "effect"
+ * import * as Layer from "effect/Layer"
  * import { Behavior, Hub } from "@switchboard/core"
  * import { NodeReactors, NodeServer } from "@switchboard/node"
  *
@@ -360,7 +369,13 @@ export const runMain = <ROut, E>(
     return
   }
   const program = Effect.gen(function* () {
-    const reactors = options.reactors ?? (yield* Config.Int("REACTORS").pipe(Config.withDefault(1)))
+    // Effect's Config (and the Schema under it) is loaded only to read REACTORS
+    const reactors =
+      options.reactors ??
+      (yield* Effect.flatMap(
+        Effect.promise(() => import("effect/Config")),
+        (Config) => Config.Int("REACTORS").pipe(Config.withDefault(1))
+      ))
     if (reactors === 1) return yield* Layer.launch(app)
     const entry = options.entry ?? process.argv[1]
     if (entry === undefined) return yield* invalid("NodeReactors.runMain: no entry module (process.argv[1] is empty)")

@@ -18,7 +18,9 @@ import * as Https from "node:https"
 import type { AddressInfo } from "node:net"
 import type * as Tls from "node:tls"
 import { type Connection, ServerError, ServerOptions } from "@switchboard/core"
-import { Context, Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { acceptErrorsTotal, guardAccepts, tcpCap } from "./internal/acceptGuard.ts"
 import { openFileLimit, reserveFor } from "./internal/fdLimit.ts"
 import * as ReactorThread from "./internal/reactorThread.ts"
@@ -205,7 +207,7 @@ const createServer = <R, A>(options: Options<R, A>) =>
  * @example
  * ```ts
  * import { NodeRuntime } from "@effect/platform-node"
- * import { Layer } from "effect"
+ * import * as Layer from "effect/Layer"
  * import { Behavior } from "@switchboard/core"
  * import { NodeServer } from "@switchboard/node"
  *

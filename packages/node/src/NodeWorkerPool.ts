@@ -25,7 +25,9 @@
  * @example
  * ```ts
  * import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
- * import { Effect, Layer, Schema } from "effect"
+ * import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
  * import { Behavior, Job, WorkerPool } from "@switchboard/core"
  * import { NodeServer, NodeWorkerPool } from "@switchboard/node"
  *
@@ -55,7 +57,9 @@ import type * as WorkerThreads from "node:worker_threads"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeWorkerRunner from "@effect/platform-node/NodeWorkerRunner"
 import { type Job, JobError, WorkerPool } from "@switchboard/core"
-import { Config, Effect, Layer } from "effect"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { executor, serve as serveThread, threadsAlive } from "./internal/threads.ts"
 
 /**
@@ -190,7 +194,8 @@ export const serve: <R>(
  *
  * @example
  * ```ts
- * import { Effect, Schema } from "effect"
+ * import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
  * import { Job } from "@switchboard/core"
  * import { NodeWorkerPool } from "@switchboard/node"
  *

@@ -35,7 +35,11 @@
  * @since 0.1.0
  */
 import { Backplane } from "@switchboard/core"
-import { Config, Effect, Layer, Metric, type Scope } from "effect"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import type * as Scope from "effect/Scope"
 import * as Codec from "./internal/codec.ts"
 import * as Connection from "./internal/connection.ts"
 import * as RedisClient from "./RedisClient.ts"
@@ -131,10 +135,7 @@ export const make = (
     const channelOf = (topic: string) => settings.prefix + topic
 
     const [pub, sub] = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const made = Connection.create(settings)
-        return [made, made.duplicate()] as const
-      }),
+      Effect.map(Connection.create(settings), (made) => [made, made.duplicate()] as const),
       ([pub, sub]) =>
         Effect.promise(() => {
           closing = true
@@ -342,7 +343,7 @@ export const make = (
  * ```ts
  * import { Hub } from "@switchboard/core"
  * import { RedisBackplane } from "@switchboard/redis"
- * import { Layer } from "effect"
+ * import * as Layer from "effect/Layer"
  *
  * const HubLive = Hub.layer().pipe(Layer.provide(RedisBackplane.layer({ url: "redis://127.0.0.1:6379" })))
  * ```

@@ -13,7 +13,7 @@
  * @example
  * ```ts
  * import { RedisClient } from "@switchboard/redis"
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  *
  * const program = Effect.scoped(
  *   Effect.gen(function* () {
@@ -26,7 +26,12 @@
  * @since 0.1.0
  */
 import type { ConnectionOptions } from "node:tls"
-import { Config, Data, type Duration, Effect, type Redacted, type Scope } from "effect"
+import * as Config from "effect/Config"
+import * as Data from "effect/Data"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import * as Connection from "./internal/connection.ts"
 
 /**
@@ -99,13 +104,11 @@ export const make = (options: Options = {}): Effect.Effect<Client, RedisError, S
     const settings = yield* Connection.resolve(options, fail)
     const run = Effect.runForkWith(yield* Effect.context<never>())
     let state: "connecting" | "up" | "down" | "closed" = "connecting"
-    const client = yield* Effect.acquireRelease(
-      Effect.sync(() => Connection.create(settings)),
-      (client) =>
-        Effect.promise(() => {
-          state = "closed"
-          return Connection.close(client)
-        })
+    const client = yield* Effect.acquireRelease(Connection.create(settings), (client) =>
+      Effect.promise(() => {
+        state = "closed"
+        return Connection.close(client)
+      })
     )
     let since = 0
     const down = (cause: unknown) => {

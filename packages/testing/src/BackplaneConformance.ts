@@ -25,7 +25,11 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Backplane } from "@switchboard/core"
-import { Context, Effect, Exit, Layer, Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
 
 const within = (condition: () => boolean, millis = 5_000): Effect.Effect<void, Error> =>
   Effect.gen(function* () {

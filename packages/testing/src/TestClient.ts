@@ -15,7 +15,7 @@
  * @example
  * ```ts
  * import { expect, it } from "@effect/vitest"
- * import { Effect } from "effect"
+ * import * as Effect from "effect/Effect"
  * import { TestClock } from "effect/testing"
  * import { Behavior } from "@switchboard/core"
  * import { TestClient } from "@switchboard/testing"
@@ -46,7 +46,8 @@ import {
   ServerOptions,
   Supervisor
 } from "@switchboard/core"
-import { Effect, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import type * as Frame from "./Frame.ts"
 import { describe } from "./Frame.ts"
 import { type Closed, MemoryTransport } from "./internal/memoryTransport.ts"

@@ -17,7 +17,15 @@
  * `finished`. An idle actor with nothing to run leaves at once, without a
  * fiber.
  */
-import { type Cause, Context, Effect, Exit, Fiber, References, type Semaphore, type Stream, Tracer } from "effect"
+import type * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as References from "effect/References"
+import type * as Semaphore from "effect/Semaphore"
+import type * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import type * as Behavior from "../Behavior.ts"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"

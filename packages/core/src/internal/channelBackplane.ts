@@ -36,7 +36,9 @@
  *   more than 1× once batched).
  * - The channel is `unref`ed: a backplane alone keeps no thread alive.
  */
-import { Effect, Layer, Metric } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Backplane from "../Backplane.ts"
 import * as Topics from "./topics.ts"
 

@@ -10,7 +10,9 @@
  * batch is skipped but a close behind the failure still runs `onClose`; a
  * drain fiber that dies outside the loop is supervised the same way.
  */
-import { Cause, Effect, type Exit } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
 import * as ConnectionError from "../ConnectionError.ts"

@@ -3,7 +3,8 @@
  * after `onClose`, last added first, like a `Scope`'s; one that fails is
  * logged and does not stop the others. Allocated on the first `addFinalizer`.
  */
-import { type Cause, Effect } from "effect"
+import type * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
 
 export class Finalizers {
   private readonly list: Array<Effect.Effect<void>> = []

@@ -9,7 +9,10 @@
  * it when a pull (or `discard`) gave them up. A message that the behaviour
  * stops reading is discarded: its remaining pieces are dropped as they come.
  */
-import { type Array as Arr, Cause, Effect, Stream } from "effect"
+import type * as Arr from "effect/Array"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import type { ConnectionError } from "../ConnectionError.ts"
 import type { Message } from "../Message.ts"
 import type { StreamedMessage } from "../StreamedMessage.ts"

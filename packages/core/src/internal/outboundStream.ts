@@ -10,7 +10,10 @@
  * against the socket's close, so a source that waits (a cursor, a slow file)
  * does not keep a closed connection's actor busy.
  */
-import { Effect, Exit, Semaphore, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
 import type * as Connection from "../Connection.ts"

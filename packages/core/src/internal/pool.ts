@@ -16,7 +16,13 @@
  * - Shutdown: new jobs fail with `PoolClosed`, queued ones too; running ones
  *   get up to `shutdownTimeout` to finish, then every worker is terminated.
  */
-import { type Context, Deferred, Effect, Exit, Fiber, Metric, Scope } from "effect"
+import type * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
+import * as Scope from "effect/Scope"
 import type * as Connection from "../Connection.ts"
 import type * as Job from "../Job.ts"
 import * as JobError from "../JobError.ts"

@@ -19,8 +19,12 @@
  *   drops the nodes it has heard nothing from for `timeout` (their members
  *   leave, with one `Left` each).
  */
-import { Effect, Equal, Metric, Queue, Semaphore } from "effect"
+import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
+import * as Metric from "effect/Metric"
+import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import * as Backplane from "../Backplane.ts"
 
 /** The backplane topic presence travels on. */

@@ -10,7 +10,8 @@
  * The numbers are per process (per reactor thread with `NodeReactors`):
  * every server and client in it adds to them.
  */
-import { Context, Metric } from "effect"
+import * as Context from "effect/Context"
+import * as Metric from "effect/Metric"
 import type * as CloseReason from "../CloseReason.ts"
 import { closeCodeOf } from "../ConnectionError.ts"
 

@@ -4,7 +4,7 @@
  * into `ServerError` `InvalidOptions`, so a bad setting fails the layer
  * instead of a connection.
  */
-import { Duration } from "effect"
+import * as Duration from "effect/Duration"
 
 /**
  * A setting's duration in milliseconds: `fallback` when absent, 0 for

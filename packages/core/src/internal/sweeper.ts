@@ -10,7 +10,8 @@
  * With `exact` (tests), the sweeper also wakes at the earliest deadline, so
  * that under `TestClock` a timer fires at exactly its duration.
  */
-import { type Clock, Effect } from "effect"
+import type * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
 import { type ActorImpl, type Host, phases } from "./actor.ts"

@@ -4,7 +4,7 @@
  * message they refuse. Allocated only for connections of a rate-limited
  * route.
  */
-import { Metric } from "effect"
+import * as Metric from "effect/Metric"
 import * as CloseCode from "../CloseCode.ts"
 import * as CloseReason from "../CloseReason.ts"
 import * as ConnectionError from "../ConnectionError.ts"

@@ -5,7 +5,8 @@
  * subscriber and its last (Redis subscribes to the topic's channel then,
  * and unsubscribes).
  */
-import { Effect, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import type * as Backplane from "../Backplane.ts"
 
 export interface Topics {

@@ -4,7 +4,8 @@
  */
 import * as FS from "node:fs"
 import type * as Http from "node:http"
-import { Effect, Metric } from "effect"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import { reserveFor } from "./fdLimit.ts"
 
 export const acceptErrorsTotal = Metric.counter("switchboard_accept_errors_total", {

@@ -10,10 +10,12 @@ import type * as Https from "node:https"
 import type { Socket } from "node:net"
 import * as Tls from "node:tls"
 import { Admission, type Handshake, type Reactor, ServerError, type ServerOptions } from "@switchboard/core"
-import { Effect, Metric } from "effect"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import { WebSocketServer } from "ws"
 import * as Deflate from "./deflate.ts"
 import * as MetricsScrape from "./metricsScrape.ts"
+import * as PrometheusText from "./prometheusText.ts"
 import { attach, type ReactorStats, SwitchboardSocket } from "./reactor.ts"
 import * as SharedServer from "./sharedServer.ts"
 import { pathOf } from "./sharedServer.ts"
@@ -113,11 +115,6 @@ export const mount = <R, A>(
         })
       )
     }
-    // loaded only by a server that serves metrics
-    const prometheus =
-      metricsPath === undefined
-        ? undefined
-        : yield* Effect.promise(() => import("effect/observability/PrometheusMetrics"))
     /** Keep-alive sockets between requests, with their `bytesRead` when the last response ended. */
     const keptAlive = new Map<Socket, number>()
     const admission: Admission.Admission<R, Socket> = yield* Admission.make<R, Socket, A>(options, {
@@ -300,7 +297,7 @@ export const mount = <R, A>(
     const context = yield* Effect.context<never>()
     const onTlsError = () => tlsErrorsTotal.updateUnsafe(1, context)
     // with several reactors, a scrape gathers every reactor's numbers
-    const scraper = prometheus === undefined ? undefined : MetricsScrape.make(() => prometheus.formatUnsafe(context))
+    const scraper = metricsPath === undefined ? undefined : MetricsScrape.make(() => PrometheusText.format(context))
 
     // on a server that is not ours, other listeners get what is not for us (sharedServer.ts)
     const unshare = config.shared

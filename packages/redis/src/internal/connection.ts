@@ -5,8 +5,12 @@
  *
  * @internal
  */
-import { Duration, Effect, Option, Redacted } from "effect"
-import { createClient } from "redis"
+
+import type { createClient } from "@redis/client"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import type { Options } from "../RedisClient.ts"
 
 export interface Settings {
@@ -64,12 +68,23 @@ export const backoff = (retries: number): number =>
   Math.min(100 * 2 ** retries, 5_000) + Math.floor(Math.random() * 100)
 
 /**
+ * The Redis client library, loaded on first use: a server that imports the
+ * Redis backplane but runs without it does not load (and hold) the client's
+ * ~480 modules.
+ */
+const library = (): Promise<{ readonly createClient: typeof createClient }> => (loaded ??= import("@redis/client"))
+let loaded: Promise<{ readonly createClient: typeof createClient }> | undefined
+
+/**
  * A client, not yet connected. Commands fail at once while it is not ready
  * (no offline queue: a command queued during an outage would run long after
  * anyone waited for it).
  */
-export const create = (settings: Settings) =>
-  createClient({
+export const create = (settings: Settings): Effect.Effect<Client> =>
+  Effect.map(Effect.promise(library), (redis) => make(redis.createClient, settings))
+
+const make = (createClient_: typeof createClient, settings: Settings) =>
+  createClient_({
     url: settings.url,
     disableOfflineQueue: true,
     // the pings are `watch`'s, which also bound the reply
@@ -80,7 +95,7 @@ export const create = (settings: Settings) =>
     }
   })
 
-export type Client = ReturnType<typeof create>
+export type Client = ReturnType<typeof make>
 
 /** What `watch` tells: Redis stopped answering, or answers again. */
 export interface Watcher {
