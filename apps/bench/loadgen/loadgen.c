@@ -10,7 +10,7 @@
  *                     [--rate 0] [--window 32] [--seconds 10] [--warmup 2] [--port2 P2]
  *   loadgen handshake --port P [--path /echo] [--seconds 10] [--warmup 1] [--concurrency 50]
  *                     [--close frame|fin]
- *   loadgen idle      --port P [--path /echo] [--conns 10000] [--hold 5]
+ *   loadgen idle      --port P [--path /echo] [--conns 10000] [--hold 5] [--messages 0]
  *   (echo and broadcast: --frames binary (default) or text: JSON in text frames)
  *
  * Always connects to 127.0.0.1. With --port2, every second connection (odd
@@ -24,7 +24,9 @@
  * --close frame (default) sends a close frame 1000 after the 101 and waits for
  * the server's close frame and FIN before closing the socket; --close fin just
  * closes the socket after the 101. idle closes every connection with a close
- * frame 1000 after the hold. The payload of echo/broadcast messages (binary,
+ * frame 1000 after the hold; with --messages K every connection first exchanges
+ * K echo messages (one at a time, all connections in step) before "ready". The
+ * payload of echo/broadcast messages (binary,
  * --size >= 24 bytes) carries a send timestamp, a sequence number and, for
  * broadcast, the publisher's id; lost, reordered and malformed messages are
  * counted in the JSON. Exit status 0 on a
@@ -96,7 +98,7 @@ typedef struct conn {
 } conn_t;
 
 static struct {
-  int mode, port, port2, conns, inflight, size, subs, pubs, window, concurrency, batch, close_fin, text;
+  int mode, port, port2, conns, inflight, size, subs, pubs, window, concurrency, batch, close_fin, text, messages;
   double seconds, warmup, rate, hold, setup_timeout;
   const char *path;
 } cfg;
@@ -668,7 +670,20 @@ static void on_message(conn_t *c, int op, const uint8_t *p, uint64_t len) {
       hadd(&lat, g_now - (int64_t)field_ts(p));
     }
   }
-  /* handshake, idle: messages are not expected and ignored */
+  else if (cfg.mode == MODE_IDLE && cfg.messages > 0) {
+    /* the echoes of --messages: checked like echo's */
+    if (op != data_op() || len != (uint64_t)cfg.size) {
+      st.bad_payload++;
+      note("conn %d: echo came back as opcode %d, %llu bytes", c->idx, op, (unsigned long long)len);
+      if (len < HEAD_KEEP) return;
+    }
+    uint64_t seq = field_seq(p);
+    if (seq != c->expect_seq) st.reordered++;
+    c->expect_seq = seq + 1;
+    st.msgs++;
+    c->inflight--;
+  }
+  /* handshake, idle without --messages: messages are not expected and ignored */
 }
 
 static void handle_events(int timeout_ms) {
@@ -948,6 +963,28 @@ static void run_idle(void) {
   int64_t t0 = now_ns();
   open_all();
   int64_t setup_ms = (now_ns() - t0) / 1000000;
+  /* --messages: K rounds, each one echo per open connection, answered before the next */
+  uint64_t unanswered = 0;
+  int64_t exchange_end = now_ns() + (int64_t)(cfg.setup_timeout * NS);
+  for (int round = 0; round < cfg.messages && unanswered == 0; round++) {
+    g_now = now_ns();
+    for (int i = 0; i < nconns; i++)
+      if (conns[i].state == ST_OPEN) {
+        echo_send(&conns[i]);
+        flush(&conns[i]);
+      }
+    for (;;) {
+      uint64_t out = 0;
+      for (int i = 0; i < nconns; i++)
+        if (conns[i].state == ST_OPEN) out += (uint64_t)conns[i].inflight;
+      if (out == 0) break;
+      if (now_ns() >= exchange_end) {
+        unanswered = out;
+        break;
+      }
+      handle_events(20);
+    }
+  }
   fprintf(stderr, "ready %d\n", nconns);
   fflush(stderr);
   int64_t end = now_ns() + (int64_t)(cfg.hold * NS);
@@ -970,8 +1007,10 @@ static void run_idle(void) {
   for (int i = 0; i < nconns; i++)
     if (conns[i].fd >= 0) close(conns[i].fd);
   printf("{\"mode\":\"idle\",\"conns\":%d,\"hold\":%.1f,\"setup_ms\":%lld,\"open_at_end\":%d,"
-         "\"close_unanswered\":%d",
-         cfg.conns, cfg.hold, (long long)setup_ms, open_at_end, closing);
+         "\"close_unanswered\":%d,\"messages\":%d,\"exchanged\":%llu,\"unanswered\":%llu,\"out_of_order\":%llu,"
+         "\"bad_payload\":%llu",
+         cfg.conns, cfg.hold, (long long)setup_ms, open_at_end, closing, cfg.messages, (unsigned long long)st.msgs,
+         (unsigned long long)unanswered, (unsigned long long)st.reordered, (unsigned long long)st.bad_payload);
   print_common_tail();
 }
 
@@ -979,7 +1018,7 @@ static void usage(void) {
   fprintf(stderr,
           "usage: loadgen echo|broadcast|handshake|idle --port P [--path /p] [--conns N] [--inflight N]\n"
           "         [--size B] [--seconds S] [--warmup S] [--subs N] [--pubs N] [--rate R] [--window K]\n"
-          "         [--concurrency N] [--close frame|fin] [--hold S] [--batch N] [--setup-timeout S] [--port2 P]\n"
+          "         [--concurrency N] [--close frame|fin] [--hold S] [--messages K] [--batch N] [--setup-timeout S] [--port2 P]\n"
           "         [--frames binary|text]\n");
   exit(2);
 }
@@ -1026,6 +1065,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--concurrency")) cfg.concurrency = atoi(v);
     else if (!strcmp(k, "--hold")) cfg.hold = atof(v);
     else if (!strcmp(k, "--batch")) cfg.batch = atoi(v);
+    else if (!strcmp(k, "--messages")) cfg.messages = atoi(v);
     else if (!strcmp(k, "--setup-timeout")) cfg.setup_timeout = atof(v);
     else if (!strcmp(k, "--frames")) {
       if (!strcmp(v, "text")) cfg.text = 1;
@@ -1045,6 +1085,7 @@ int main(int argc, char **argv) {
   if (cfg.text && cfg.size < (cfg.mode == MODE_BROADCAST ? 36 : 32))
     fail("--frames text needs --size of at least %d (the JSON around the fields)", cfg.mode == MODE_BROADCAST ? 36 : 32);
   if (cfg.seconds <= 0 || cfg.seconds > 600 || cfg.warmup < 0 || cfg.warmup > 600) fail("--seconds/--warmup out of range");
+  if (cfg.messages < 0 || cfg.messages > 100000) fail("--messages must be 0..100000");
   if (cfg.hold < 0 || cfg.hold > 600 || cfg.setup_timeout <= 0 || cfg.setup_timeout > 600) fail("--hold/--setup-timeout out of range");
   if (cfg.conns < 1 || cfg.subs < 1 || cfg.inflight < 1 || cfg.concurrency < 1 || cfg.batch < 1) fail("counts must be >= 1");
   if (cfg.conns > 1000000 || cfg.subs > 1000000 || cfg.concurrency > 100000) fail("counts too large");

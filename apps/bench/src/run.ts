@@ -1,7 +1,8 @@
 /**
  * The benchmark runner: the same scenarios, in the same run, against the
- * Switchboard bench server (`server.ts`) and the plain-ws baseline
- * (`baseline-ws.ts`), one server at a time, driven by the C load generator
+ * Switchboard bench server (`server.ts`), the plain-ws baseline
+ * (`baseline-ws.ts`) and the tuned-ws baseline (`baseline-tuned.ts`), one
+ * server at a time, driven by the C load generator
  * (`loadgen/loadgen.c`, compiled on demand into `apps/bench/.build/`).
  *
  *   node apps/bench/src/run.ts [--quick] [--scenario echo|broadcast|handshake|idle] [--write docs/benchmarks.md]
@@ -56,15 +57,22 @@ interface Options {
 }
 
 interface Impl {
-  readonly key: "switchboard" | "baseline"
+  readonly key: "switchboard" | "baseline" | "tuned"
   readonly label: string
   readonly script: string
 }
 
 const impls: ReadonlyArray<Impl> = [
   { key: "switchboard", label: "Switchboard", script: Path.join(benchDir, "src", "server.ts") },
-  { key: "baseline", label: "ws baseline", script: Path.join(benchDir, "src", "baseline-ws.ts") }
+  { key: "baseline", label: "ws baseline", script: Path.join(benchDir, "src", "baseline-ws.ts") },
+  { key: "tuned", label: "tuned ws", script: Path.join(benchDir, "src", "baseline-tuned.ts") }
 ]
+
+/** A target for Switchboard's value divided by a baseline's. */
+interface Target {
+  readonly op: ">=" | "<="
+  readonly ratio: number
+}
 
 interface Measured {
   readonly result: LoadgenResult
@@ -79,7 +87,8 @@ interface Row {
   readonly values: Readonly<Record<Impl["key"], number>>
   /** The value of each round, when there were several. */
   readonly perRound: Readonly<Partial<Record<Impl["key"], ReadonlyArray<number>>>>
-  readonly target: { readonly op: ">=" | "<="; readonly ratio: number } | undefined
+  /** Against the plain-ws baseline and against the tuned one. */
+  readonly targets: { readonly ws?: Target; readonly tuned?: Target }
   readonly serverCpu: Readonly<Partial<Record<Impl["key"], number>>>
   readonly loadgenCpu: Readonly<Partial<Record<Impl["key"], number>>>
   readonly decimals: number
@@ -141,7 +150,11 @@ interface Server {
   readonly process: NodeProcess
 }
 
-const startServer = async (impl: Impl, scenario: ScenarioName): Promise<Server> => {
+const startServer = async (
+  impl: Impl,
+  scenario: ScenarioName,
+  nodeArgs: ReadonlyArray<string> = []
+): Promise<Server> => {
   Fs.mkdirSync(logDir, { recursive: true })
   const logPath = Path.join(logDir, `${scenario}-${impl.key}.log`)
   try {
@@ -153,6 +166,7 @@ const startServer = async (impl: Impl, scenario: ScenarioName): Promise<Server> 
         logFile: logPath,
         timeoutMs: 20_000,
         name: impl.label,
+        nodeArgs,
         ...(pinning ? { prefix: ["taskset", "-c", "0"] } : {})
       }
     )
@@ -232,15 +246,22 @@ const measure = async (
 // scenarios
 
 interface Plan {
+  /** Echo and broadcast run once with binary frames and once with text (JSON) frames. */
   readonly echo: ReadonlyArray<string>
   readonly broadcast: ReadonlyArray<string>
+  /** Fixed-rate broadcasts (text), one run per rate. */
   readonly broadcastLatency: ReadonlyArray<string>
+  readonly rates: ReadonlyArray<number>
   readonly handshake: ReadonlyArray<string>
   /** Rounds of every scenario (each server freshly started per round). */
   readonly rounds: number
   readonly idleConns: number
   readonly idleHold: number
   readonly idleWarmConns: number
+  /** Messages each connection exchanges (text echo) before the RSS is read: one run per count. */
+  readonly idleMessages: ReadonlyArray<number>
+  /** The same, again with every server's young generation capped (`--max-semi-space-size`, MB), which leaves less garbage in the RSS. */
+  readonly cappedMessages: ReadonlyArray<number>
   readonly settleMs: number
 }
 
@@ -250,26 +271,36 @@ const plans: Readonly<Record<"full" | "quick", Plan>> = {
   full: {
     echo: args("echo --path /echo --conns 100 --inflight 16 --size 32 --seconds 10 --warmup 2"),
     broadcast: args("broadcast --path /broadcast --subs 1000 --size 64 --window 32 --seconds 10 --warmup 2"),
-    broadcastLatency: args("broadcast --path /broadcast --subs 1000 --size 64 --rate 50 --seconds 5 --warmup 1"),
+    broadcastLatency: args("broadcast --path /broadcast --subs 1000 --size 64 --frames text --seconds 5 --warmup 1"),
+    rates: [50, 200],
     handshake: args("handshake --path /echo --concurrency 50 --seconds 8 --warmup 2"),
     rounds: 2,
     idleConns: 10_000,
     idleHold: 5,
     idleWarmConns: 500,
+    idleMessages: [0, 1, 100],
+    cappedMessages: [0, 1],
     settleMs: 2_000
   },
   quick: {
     echo: args("echo --path /echo --conns 50 --inflight 16 --size 32 --seconds 3 --warmup 1"),
     broadcast: args("broadcast --path /broadcast --subs 200 --size 64 --window 32 --seconds 3 --warmup 1"),
-    broadcastLatency: args("broadcast --path /broadcast --subs 200 --size 64 --rate 50 --seconds 2 --warmup 1"),
+    broadcastLatency: args("broadcast --path /broadcast --subs 200 --size 64 --frames text --seconds 2 --warmup 1"),
+    rates: [50],
     handshake: args("handshake --path /echo --concurrency 50 --seconds 3 --warmup 1"),
     rounds: 1,
     idleConns: 2_000,
     idleHold: 2,
     idleWarmConns: 200,
+    idleMessages: [0, 1],
+    cappedMessages: [],
     settleMs: 1_000
   }
 }
+
+type Frames = "binary" | "text"
+const frameKinds: ReadonlyArray<Frames> = ["binary", "text"]
+const withFrames = (line: ReadonlyArray<string>, frames: Frames): ReadonlyArray<string> => [...line, "--frames", frames]
 
 type PerImpl<A> = Partial<Record<Impl["key"], A>>
 type Rounds<A> = ReadonlyArray<PerImpl<A>>
@@ -298,26 +329,28 @@ const pick = <A>(rounds: Rounds<A>, f: (a: A) => number | undefined): PerImpl<nu
   return out
 }
 
-const both = (per: PerImpl<number>): Record<Impl["key"], number> => ({
+const all = (per: PerImpl<number>): Record<Impl["key"], number> => ({
   switchboard: per.switchboard ?? Number.NaN,
-  baseline: per.baseline ?? Number.NaN
+  baseline: per.baseline ?? Number.NaN,
+  tuned: per.tuned ?? Number.NaN
 })
 
 /**
  * Runs `body` against each server in turn, each freshly started and stopped
- * afterwards, `count` times (Switchboard, baseline, Switchboard, baseline, …).
+ * afterwards, `count` times (Switchboard, ws, tuned ws, Switchboard, …).
  */
 const rounds = async <A>(
   scenario: ScenarioName,
   count: number,
-  body: (server: Server, round: number) => Promise<A>
+  body: (server: Server, round: number) => Promise<A>,
+  nodeArgs: ReadonlyArray<string> = []
 ): Promise<Rounds<A>> => {
   const out: Array<PerImpl<A>> = []
   for (let round = 1; round <= count; round++) {
     const per: PerImpl<A> = {}
     for (const impl of impls) {
       process.stderr.write(`bench: ${scenario} on ${impl.label}${count > 1 ? `, round ${round} of ${count}` : ""}\n`)
-      const server = await startServer(impl, scenario)
+      const server = await startServer(impl, scenario, nodeArgs)
       try {
         per[impl.key] = await body(server, round)
       } catch (error) {
@@ -334,88 +367,119 @@ const rounds = async <A>(
 const roundsNote = (count: number): string => (count > 1 ? `; mean of ${count} rounds` : "")
 
 const runEcho = async (plan: Plan): Promise<void> => {
-  const done = await rounds("echo", plan.rounds, (server, round) =>
-    measure(server, "echo", `echo round ${round}`, plan.echo, budget(plan.echo))
-  )
-  const conns = argValue(plan.echo, "--conns")
-  const inflight = argValue(plan.echo, "--inflight")
-  rows.push({
-    scenario: "echo",
-    metric: `round trips/s (${conns} conns × ${inflight} in flight, ${argValue(plan.echo, "--size")} B${roundsNote(plan.rounds)})`,
-    values: both(pick(done, (m) => num(m.result, "rate"))),
-    perRound: each(done, (m) => num(m.result, "rate")),
-    target: { op: ">=", ratio: 3 },
-    serverCpu: pick(done, (m) => m.serverCpu),
-    loadgenCpu: pick(done, (m) => m.loadgenCpu),
-    decimals: 0
-  })
-  rows.push({
-    scenario: "echo",
-    metric: "p99 round-trip latency at that load (ms)",
-    values: both(pick(done, (m) => num(m.result, "p99_us") / 1000)),
-    perRound: each(done, (m) => num(m.result, "p99_us") / 1000),
-    target: undefined,
-    serverCpu: {},
-    loadgenCpu: {},
-    decimals: 2
-  })
+  for (const frames of frameKinds) {
+    const line = withFrames(plan.echo, frames)
+    const done = await rounds("echo", plan.rounds, (server, round) =>
+      measure(server, "echo", `echo ${frames} round ${round}`, line, budget(line))
+    )
+    const conns = argValue(line, "--conns")
+    const inflight = argValue(line, "--inflight")
+    rows.push({
+      scenario: "echo",
+      metric: `round trips/s, ${frames} (${conns} conns × ${inflight} in flight, ${argValue(line, "--size")} B${roundsNote(plan.rounds)})`,
+      values: all(pick(done, (m) => num(m.result, "rate"))),
+      perRound: each(done, (m) => num(m.result, "rate")),
+      targets: frames === "text" ? { ws: { op: ">=", ratio: 3 }, tuned: { op: ">=", ratio: 0.9 } } : {},
+      serverCpu: pick(done, (m) => m.serverCpu),
+      loadgenCpu: pick(done, (m) => m.loadgenCpu),
+      decimals: 0
+    })
+    rows.push({
+      scenario: "echo",
+      metric: `p99 round-trip latency at that load, ${frames} (ms)`,
+      values: all(pick(done, (m) => num(m.result, "p99_us") / 1000)),
+      perRound: each(done, (m) => num(m.result, "p99_us") / 1000),
+      targets: {},
+      serverCpu: {},
+      loadgenCpu: {},
+      decimals: 2
+    })
+  }
 }
 
 const runBroadcast = async (plan: Plan): Promise<void> => {
-  const done = await rounds("broadcast", plan.rounds, async (server, round) => {
-    const max = await measure(server, "broadcast", `broadcast round ${round}`, plan.broadcast, budget(plan.broadcast))
-    const fixed = await measure(
-      server,
-      "broadcast",
-      `broadcast at a fixed rate, round ${round}`,
-      plan.broadcastLatency,
-      budget(plan.broadcastLatency)
+  for (const frames of frameKinds) {
+    const line = withFrames(plan.broadcast, frames)
+    const done = await rounds("broadcast", plan.rounds, (server, round) =>
+      measure(server, "broadcast", `broadcast ${frames} round ${round}`, line, budget(line))
     )
-    return { max, fixed }
-  })
-  const subs = argValue(plan.broadcast, "--subs")
-  rows.push({
-    scenario: "broadcast",
-    metric: `deliveries/s (${subs} subs, ${argValue(plan.broadcast, "--size")} B, window ${argValue(plan.broadcast, "--window")}${roundsNote(plan.rounds)})`,
-    values: both(pick(done, (m) => num(m.max.result, "rate"))),
-    perRound: each(done, (m) => num(m.max.result, "rate")),
-    target: { op: ">=", ratio: 10 },
-    serverCpu: pick(done, (m) => m.max.serverCpu),
-    loadgenCpu: pick(done, (m) => m.max.loadgenCpu),
-    decimals: 0
-  })
-  rows.push({
-    scenario: "broadcast",
-    metric: "p99 delivery latency at that load (ms)",
-    values: both(pick(done, (m) => num(m.max.result, "p99_us") / 1000)),
-    perRound: each(done, (m) => num(m.max.result, "p99_us") / 1000),
-    target: undefined,
-    serverCpu: {},
-    loadgenCpu: {},
-    decimals: 2
-  })
-  rows.push({
-    scenario: "broadcast",
-    metric: `p99 delivery latency at ${argValue(plan.broadcastLatency, "--rate")} broadcasts/s (ms)`,
-    values: both(pick(done, (m) => num(m.fixed.result, "p99_us") / 1000)),
-    perRound: each(done, (m) => num(m.fixed.result, "p99_us") / 1000),
-    target: undefined,
-    serverCpu: pick(done, (m) => m.fixed.serverCpu),
-    loadgenCpu: pick(done, (m) => m.fixed.loadgenCpu),
-    decimals: 2
-  })
+    rows.push({
+      scenario: "broadcast",
+      metric: `deliveries/s, ${frames} (${argValue(line, "--subs")} subs, ${argValue(line, "--size")} B, window ${argValue(line, "--window")}${roundsNote(plan.rounds)})`,
+      values: all(pick(done, (m) => num(m.result, "rate"))),
+      perRound: each(done, (m) => num(m.result, "rate")),
+      targets: frames === "text" ? { ws: { op: ">=", ratio: 12 }, tuned: { op: ">=", ratio: 0.9 } } : {},
+      serverCpu: pick(done, (m) => m.serverCpu),
+      loadgenCpu: pick(done, (m) => m.loadgenCpu),
+      decimals: 0
+    })
+    rows.push({
+      scenario: "broadcast",
+      metric: `p99 delivery latency at that load, ${frames} (ms)`,
+      values: all(pick(done, (m) => num(m.result, "p99_us") / 1000)),
+      perRound: each(done, (m) => num(m.result, "p99_us") / 1000),
+      targets: {},
+      serverCpu: {},
+      loadgenCpu: {},
+      decimals: 2
+    })
+  }
+  for (const rate of plan.rates) {
+    const line = [...plan.broadcastLatency, "--rate", String(rate)]
+    const done = await rounds("broadcast", plan.rounds, (server, round) =>
+      measure(server, "broadcast", `broadcast at ${rate}/s, round ${round}`, line, budget(line))
+    )
+    for (const [percentile, key] of [
+      ["p50", "p50_us"],
+      ["p99", "p99_us"],
+      ["p99.9", "p999_us"]
+    ] as const) {
+      rows.push({
+        scenario: "broadcast",
+        metric: `${percentile} delivery latency at ${rate} broadcasts/s, text (${argValue(line, "--subs")} subs; ms)`,
+        values: all(pick(done, (m) => num(m.result, key) / 1000)),
+        perRound: each(done, (m) => num(m.result, key) / 1000),
+        targets: percentile === "p99" ? { ws: { op: "<=", ratio: 1 } } : {},
+        serverCpu: percentile === "p99" ? pick(done, (m) => m.serverCpu) : {},
+        loadgenCpu: percentile === "p99" ? pick(done, (m) => m.loadgenCpu) : {},
+        decimals: 2
+      })
+    }
+  }
+}
+
+/** TCP sockets in TIME_WAIT on this machine (`/proc/net/sockstat`), or undefined where it cannot be read. */
+const timeWaitCount = (): number | undefined => {
+  try {
+    const match = /TCP:.* tw (\d+)/.exec(Fs.readFileSync("/proc/net/sockstat", "utf8"))
+    return match === null ? undefined : Number(match[1])
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Waits (at most 65 s: Linux keeps a socket in TIME_WAIT for 60 s) until the
+ * sockets closed by earlier runs have left TIME_WAIT, so that every server's
+ * handshake run starts from the same state and not behind tens of thousands of
+ * its predecessor's sockets.
+ */
+const settleTimeWait = async (): Promise<void> => {
+  const deadline = performance.now() + 65_000
+  while (performance.now() < deadline && (timeWaitCount() ?? 0) > 2_000) await sleep(1_000)
 }
 
 const runHandshake = async (plan: Plan): Promise<void> => {
-  const done = await rounds("handshake", plan.rounds, (server, round) =>
-    measure(server, "handshake", `handshake round ${round}`, plan.handshake, budget(plan.handshake))
-  )
+  const done = await rounds("handshake", plan.rounds, async (server, round) => {
+    await settleTimeWait()
+    return measure(server, "handshake", `handshake round ${round}`, plan.handshake, budget(plan.handshake))
+  })
   rows.push({
     scenario: "handshake",
     metric: `handshakes/s (${argValue(plan.handshake, "--concurrency")} concurrent; open, upgrade, close frame${roundsNote(plan.rounds)})`,
-    values: both(pick(done, (m) => num(m.result, "rate"))),
+    values: all(pick(done, (m) => num(m.result, "rate"))),
     perRound: each(done, (m) => num(m.result, "rate")),
-    target: { op: ">=", ratio: 0.9 },
+    targets: { ws: { op: ">=", ratio: 1 } },
     serverCpu: pick(done, (m) => m.serverCpu),
     loadgenCpu: pick(done, (m) => m.loadgenCpu),
     decimals: 0
@@ -423,6 +487,8 @@ const runHandshake = async (plan: Plan): Promise<void> => {
 }
 
 interface IdleResult {
+  /** RSS of the freshly started server, before any connection. */
+  readonly emptyKb: number
   readonly beforeKb: number
   readonly withKb: number
   readonly perConnBytes: number
@@ -430,119 +496,193 @@ interface IdleResult {
   readonly idleCpu: number | undefined
 }
 
+/** Memory: a fresh server per message count; its RSS empty, then per connection after the count of echoes each. */
+const semiSpaceMb = 8
+
 const runIdle = async (plan: Plan): Promise<void> => {
-  const done = await rounds("idle", plan.rounds, async (server, round): Promise<IdleResult> => {
-    const port = String(server.port)
-    // warm-up: the connection path runs (JIT, lazy modules), then everything closes and settles
-    const warmArgs = ["idle", "--path", "/echo", "--conns", String(plan.idleWarmConns), "--hold", "0"]
-    const warm = await loadgen([...warmArgs, "--port", port], 60)
-    checkHealth(server.impl, "idle", warmArgs, warm.result)
-    await sleep(plan.settleMs)
-    const before = readProc(server.pid)
-    if (before === undefined) throw new Error(`cannot read /proc/${server.pid}`)
-    const args = ["idle", "--path", "/echo", "--conns", String(plan.idleConns), "--hold", String(plan.idleHold)]
-    const samples: Array<ProcSample> = []
-    let sampler: ReturnType<typeof setInterval> | undefined
-    const stopSampling = () => {
-      if (sampler !== undefined) clearInterval(sampler)
-      sampler = undefined
-    }
-    const run = await loadgen([...args, "--port", port], plan.idleHold + 90, (line) => {
-      if (line.startsWith("ready")) {
-        const take = () => {
-          const sample = readProc(server.pid)
-          if (sample !== undefined) samples.push(sample)
+  const runs = [
+    ...plan.idleMessages.map((messages) => ({ messages, capped: false })),
+    ...plan.cappedMessages.map((messages) => ({ messages, capped: true }))
+  ]
+  for (const { messages, capped } of runs) {
+    const nodeArgs = capped ? [`--max-semi-space-size=${semiSpaceMb}`] : []
+    const variant = capped ? `, young generation capped (--max-semi-space-size=${semiSpaceMb})` : ""
+    const done = await rounds(
+      "idle",
+      plan.rounds,
+      async (server, round): Promise<IdleResult> => {
+        const port = String(server.port)
+        await sleep(plan.settleMs)
+        const empty = readProc(server.pid)
+        if (empty === undefined) throw new Error(`cannot read /proc/${server.pid}`)
+        // warm-up: the connection path runs (JIT, lazy modules), then everything closes and settles
+        const warmArgs = ["idle", "--path", "/echo", "--conns", String(plan.idleWarmConns), "--hold", "0"]
+        const warm = await loadgen([...warmArgs, "--port", port], 60)
+        checkHealth(server.impl, "idle", warmArgs, warm.result)
+        await sleep(plan.settleMs)
+        const before = readProc(server.pid)
+        if (before === undefined) throw new Error(`cannot read /proc/${server.pid}`)
+        const args = [
+          "idle",
+          "--path",
+          "/echo",
+          "--conns",
+          String(plan.idleConns),
+          "--hold",
+          String(plan.idleHold),
+          ...(messages > 0 ? ["--messages", String(messages), "--frames", "text"] : [])
+        ]
+        const samples: Array<ProcSample> = []
+        let sampler: ReturnType<typeof setInterval> | undefined
+        const stopSampling = () => {
+          if (sampler !== undefined) clearInterval(sampler)
+          sampler = undefined
         }
-        take()
-        sampler = setInterval(take, 250)
-      } else if (line.startsWith("phase closing")) stopSampling()
-    }).finally(stopSampling)
-    checkHealth(server.impl, "idle", args, run.result)
-    const last = samples.at(-1)
-    if (last === undefined) throw new Error("no RSS sample while the connections were open")
-    const perConnBytes = ((last.rssKb - before.rssKb) * 1024) / plan.idleConns
-    const first = samples[0]
-    const idleCpu = first !== undefined && last !== first ? cpuPercent(first, last) : undefined
-    raws.push({
+        const run = await loadgen([...args, "--port", port], plan.idleHold + 120, (line) => {
+          if (line.startsWith("ready")) {
+            const take = () => {
+              const sample = readProc(server.pid)
+              if (sample !== undefined) samples.push(sample)
+            }
+            take()
+            sampler = setInterval(take, 250)
+          } else if (line.startsWith("phase closing")) stopSampling()
+        }).finally(stopSampling)
+        checkHealth(server.impl, "idle", args, run.result)
+        const last = samples.at(-1)
+        if (last === undefined) throw new Error("no RSS sample while the connections were open")
+        const perConnBytes = ((last.rssKb - before.rssKb) * 1024) / plan.idleConns
+        const first = samples[0]
+        const idleCpu = first !== undefined && last !== first ? cpuPercent(first, last) : undefined
+        raws.push({
+          scenario: "idle",
+          impl: server.impl.key,
+          label: `idle after ${messages} message(s)${variant}, round ${round}`,
+          args,
+          result: run.result,
+          extra: {
+            rss_empty_kb: empty.rssKb,
+            rss_before_kb: before.rssKb,
+            rss_with_conns_kb: last.rssKb,
+            rss_min_while_open_kb: Math.min(...samples.map((s) => s.rssKb)),
+            rss_max_while_open_kb: Math.max(...samples.map((s) => s.rssKb)),
+            ...(idleCpu === undefined ? {} : { server_cpu_while_idle_pct: Math.round(idleCpu * 100) / 100 }),
+            samples: samples.length
+          }
+        })
+        return { emptyKb: empty.rssKb, beforeKb: before.rssKb, withKb: last.rssKb, perConnBytes, idleCpu }
+      },
+      nodeArgs
+    )
+    if (messages === 0 && !capped) {
+      rows.push({
+        scenario: "idle",
+        metric: `RSS of the empty server, ${fmt(plan.settleMs / 1000, 0)} s after start (MB${roundsNote(plan.rounds)})`,
+        values: all(pick(done, (r) => r.emptyKb / 1024)),
+        perRound: each(done, (r) => r.emptyKb / 1024),
+        targets: { ws: { op: "<=", ratio: 1.3 } },
+        serverCpu: {},
+        loadgenCpu: {},
+        decimals: 1
+      })
+    }
+    const conns = plan.idleConns.toLocaleString("en-US")
+    rows.push({
       scenario: "idle",
-      impl: server.impl.key,
-      label: `idle round ${round}`,
-      args,
-      result: run.result,
-      extra: {
-        rss_before_kb: before.rssKb,
-        rss_with_conns_kb: last.rssKb,
-        rss_min_while_open_kb: Math.min(...samples.map((s) => s.rssKb)),
-        rss_max_while_open_kb: Math.max(...samples.map((s) => s.rssKb)),
-        ...(idleCpu === undefined ? {} : { server_cpu_while_idle_pct: Math.round(idleCpu * 100) / 100 }),
-        samples: samples.length
-      }
+      metric:
+        messages === 0
+          ? `RSS per idle connection${variant} (${conns} conns, KB${roundsNote(plan.rounds)})`
+          : `RSS per connection after ${messages} text echo(es) each${variant} (${conns} conns, KB${roundsNote(plan.rounds)})`,
+      values: all(pick(done, (r) => r.perConnBytes / 1024)),
+      perRound: each(done, (r) => r.perConnBytes / 1024),
+      targets: capped
+        ? {}
+        : messages === 0
+          ? { ws: { op: "<=", ratio: 1 } }
+          : messages === 1
+            ? { ws: { op: "<=", ratio: 1.1 } }
+            : {},
+      // the server's CPU while holding the idle connections: the cost of the timers
+      serverCpu: pick(done, (r) => r.idleCpu),
+      loadgenCpu: {},
+      decimals: 2
     })
-    return { beforeKb: before.rssKb, withKb: last.rssKb, perConnBytes, idleCpu }
-  })
-  rows.push({
-    scenario: "idle",
-    metric: `RSS per idle connection (${plan.idleConns.toLocaleString("en-US")} conns, KB${roundsNote(plan.rounds)})`,
-    values: both(pick(done, (r) => r.perConnBytes / 1024)),
-    perRound: each(done, (r) => r.perConnBytes / 1024),
-    target: { op: "<=", ratio: 1.25 },
-    // the server's CPU while holding the idle connections: the cost of the timers
-    serverCpu: pick(done, (r) => r.idleCpu),
-    loadgenCpu: {},
-    decimals: 2
-  })
-  rows.push({
-    scenario: "idle",
-    metric: "server RSS before → with the connections (MB)",
-    values: both(pick(done, (r) => r.withKb / 1024)),
-    perRound: {},
-    target: undefined,
-    serverCpu: {},
-    loadgenCpu: {},
-    decimals: 1
-  })
-  idleBefore = pick(done, (r) => r.beforeKb / 1024)
+    rows.push({
+      scenario: "idle",
+      metric: `server RSS before → with the connections, after ${messages} message(s)${variant} (MB)`,
+      values: all(pick(done, (r) => r.withKb / 1024)),
+      perRound: {},
+      targets: {},
+      serverCpu: {},
+      loadgenCpu: {},
+      decimals: 1
+    })
+    rssBefore.set(
+      rows.at(-1)!,
+      pick(done, (r) => r.beforeKb / 1024)
+    )
+  }
 }
 
-let idleBefore: Partial<Record<Impl["key"], number>> = {}
+/** The RSS before the connections, for the "before → with" rows. */
+const rssBefore = new Map<Row, Partial<Record<Impl["key"], number>>>()
 
 // ---------------------------------------------------------------------------
 // output
 
 const cell = (row: Row, key: Impl["key"]): string => {
-  if (row.metric.startsWith("server RSS before")) {
-    const before = idleBefore[key]
-    return `${before === undefined ? "n/a" : fmt(before, 1)} → ${fmt(row.values[key], 1)}`
+  const before = rssBefore.get(row)
+  if (before !== undefined) {
+    const value = before[key]
+    return `${value === undefined ? "n/a" : fmt(value, 1)} → ${fmt(row.values[key], 1)}`
   }
   return fmt(row.values[key], row.decimals)
 }
 
-const ratioOf = (row: Row): number => row.values.switchboard / row.values.baseline
+type Baseline = "ws" | "tuned"
+const baselineKey: Record<Baseline, Impl["key"]> = { ws: "baseline", tuned: "tuned" }
 
-const verdict = (row: Row): string => {
-  if (row.target === undefined) return ""
-  const ratio = ratioOf(row)
+const ratioOf = (row: Row, against: Baseline): number => row.values.switchboard / row.values[baselineKey[against]]
+
+const isMet = (ratio: number, target: Target): boolean =>
+  target.op === ">=" ? ratio >= target.ratio : ratio <= target.ratio
+
+const verdict = (row: Row, against: Baseline): string => {
+  const target = row.targets[against]
+  if (target === undefined) return ""
+  const ratio = ratioOf(row, against)
   if (!Number.isFinite(ratio)) return "n/a"
-  return (row.target.op === ">=" ? ratio >= row.target.ratio : ratio <= row.target.ratio) ? "met" : "**missed**"
+  return isMet(ratio, target) ? "met" : "**missed**"
 }
 
 const cpuCell = (per: Readonly<Partial<Record<Impl["key"], number>>>): string =>
-  per.switchboard === undefined && per.baseline === undefined
+  Object.keys(per).length === 0
     ? ""
-    : `${per.switchboard === undefined ? "n/a" : fmt(per.switchboard, 0)} / ${per.baseline === undefined ? "n/a" : fmt(per.baseline, 0)}`
+    : impls.map((impl) => (per[impl.key] === undefined ? "n/a" : fmt(per[impl.key]!, 0))).join(" / ")
 
 const tableHeader = [
   "Scenario",
   "Metric",
   "Switchboard",
-  "ws baseline",
-  "Ratio (SB / ws)",
+  "ws",
+  "tuned ws",
+  "SB / ws",
   "Target",
   "",
-  "Server CPU % (SB / ws)",
-  "Loadgen CPU % (SB / ws)"
+  "SB / tuned",
+  "Target",
+  "",
+  "Server CPU % (SB / ws / tuned)",
+  "Loadgen CPU % (SB / ws / tuned)"
 ]
-const rightAligned = (column: number): boolean => column >= 2 && column !== 6
+const rightAligned = (column: number): boolean => column >= 2 && column !== 7 && column !== 10
+
+const ratioCell = (row: Row, against: Baseline): string =>
+  rssBefore.has(row) ? "" : `${fmt(ratioOf(row, against), 2)}×`
+const targetCell = (row: Row, against: Baseline): string => {
+  const target = row.targets[against]
+  return target === undefined ? "" : `${target.op} ${target.ratio}×`
+}
 
 const tableCells = (): Array<Array<string>> =>
   rows.map((row) => [
@@ -550,34 +690,41 @@ const tableCells = (): Array<Array<string>> =>
     row.metric,
     cell(row, "switchboard"),
     cell(row, "baseline"),
-    row.metric.startsWith("server RSS before") ? "" : `${fmt(ratioOf(row), 2)}×`,
-    row.target === undefined ? "" : `${row.target.op} ${row.target.ratio}×`,
-    verdict(row),
+    cell(row, "tuned"),
+    ratioCell(row, "ws"),
+    targetCell(row, "ws"),
+    verdict(row, "ws"),
+    ratioCell(row, "tuned"),
+    targetCell(row, "tuned"),
+    verdict(row, "tuned"),
     cpuCell(row.serverCpu),
     cpuCell(row.loadgenCpu)
   ])
 
 const targetLines = (): Array<string> =>
-  rows.flatMap((row) => {
-    if (row.target === undefined) return []
-    const ratio = ratioOf(row)
-    const goal = `${row.target.op === ">=" ? "≥" : "≤"} ${row.target.ratio}×`
-    if (!Number.isFinite(ratio)) return [`- ${row.scenario}, ${row.metric}: no result (target ${goal}).`]
-    const met = row.target.op === ">=" ? ratio >= row.target.ratio : ratio <= row.target.ratio
-    const gap =
-      row.target.op === ">="
-        ? `${fmt((1 - ratio / row.target.ratio) * 100, 0)} % short of it`
-        : `${fmt((ratio / row.target.ratio - 1) * 100, 0)} % over it`
-    const sb = row.perRound.switchboard ?? []
-    const ws = row.perRound.baseline ?? []
-    const perRound =
-      sb.length > 1 || ws.length > 1
-        ? ` Rounds: Switchboard ${sb.map((v) => fmt(v, row.decimals)).join(", ")}; ws ${ws.map((v) => fmt(v, row.decimals)).join(", ")}.`
-        : ""
-    return [
-      `- ${row.scenario}, ${row.metric}: ${fmt(ratio, 2)}× against a target of ${goal}: ${met ? "met" : `**missed**, ${gap}`}.${perRound}`
-    ]
-  })
+  rows.flatMap((row) =>
+    (["ws", "tuned"] as const).flatMap((against) => {
+      const target = row.targets[against]
+      if (target === undefined) return []
+      const name = against === "ws" ? "plain ws" : "tuned ws"
+      const ratio = ratioOf(row, against)
+      const goal = `${target.op === ">=" ? "≥" : "≤"} ${target.ratio}×`
+      if (!Number.isFinite(ratio))
+        return [`- ${row.scenario}, ${row.metric}: no result against ${name} (target ${goal}).`]
+      const gap =
+        target.op === ">="
+          ? `${fmt((1 - ratio / target.ratio) * 100, 0)} % short of it`
+          : `${fmt((ratio / target.ratio - 1) * 100, 0)} % over it`
+      const perRound = impls
+        .filter((impl) => impl.key === "switchboard" || impl.key === baselineKey[against])
+        .map((impl) => `${impl.label} ${(row.perRound[impl.key] ?? []).map((v) => fmt(v, row.decimals)).join(", ")}`)
+        .join("; ")
+      const rounds = (row.perRound.switchboard?.length ?? 0) > 1 ? ` Rounds: ${perRound}.` : ""
+      return [
+        `- ${row.scenario}, ${row.metric}: ${fmt(ratio, 2)}× ${name}, target ${goal}: ${isMet(ratio, target) ? "met" : `**missed**, ${gap}`}.${rounds}`
+      ]
+    })
+  )
 
 const markdown = (options: Options, info: ReturnType<typeof machine>): string => {
   const command = [

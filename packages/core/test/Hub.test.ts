@@ -225,8 +225,15 @@ describe("Hub", () => {
       yield* onB.finished
       yield* hubA.sendTo(addressOfB, "too late")
       yield* hubA.sendTo("no-such-address", "nowhere")
+      // ids spelled otherwise than the connection's own (a padded serial, another tag, another prefix) name no one
+      const [serial, tag] = other.connection.id.slice(1).split(".")
+      for (const id of [`c0${serial}.${tag}`, `c${serial}.zzzzzzzz`, `x${serial}.${tag}`, `c${serial}`, `c.${tag}`]) {
+        yield* hubA.sendTo(Hub.addressOf({ node: hubA.node, id }), "misspelled")
+      }
       yield* Effect.yieldNow
       expect(other.pending).toEqual([])
+      yield* hubA.sendTo(Hub.addressOf({ node: hubA.node, id: other.connection.id }), "spelled right")
+      expect(yield* other.expectText).toBe("spelled right")
     }).pipe(Effect.provide(Backplane.layerMemory))
   )
 

@@ -399,7 +399,8 @@ export class ActorImpl implements Connection.Connection<unknown> {
       this.socketPaused = false
       stats.readingPaused--
     }
-    this.cutReceiving(new ConnectionError.Incomplete({ code }))
+    // an error is made only when a streamed message was cut off: its stack trace is not free
+    if (this.receiving !== undefined) this.cutReceiving(new ConnectionError.Incomplete({ code }))
     if (this.closeReason === undefined) {
       this.closeReason = code === CloseCode.Abnormal ? CloseReason.lost : CloseReason.peer(code, reason)
     }

@@ -14,14 +14,24 @@ export const processTag: string = Array.from(globalThis.crypto.getRandomValues(n
   (b % 36).toString(36)
 ).join("")
 
-const byId = new Map<string, ActorImpl>()
+/** Keyed by serial, so that a connection's id string is made only when something asks for it. */
+const bySerial = new Map<number, ActorImpl>()
+const suffix = `.${processTag}`
 
 export const add = (actor: ActorImpl): void => {
-  byId.set(actor.id, actor)
+  bySerial.set(actor.serial, actor)
 }
 
 export const remove = (actor: ActorImpl): void => {
-  if (byId.get(actor.id) === actor) byId.delete(actor.id)
+  if (bySerial.get(actor.serial) === actor) bySerial.delete(actor.serial)
 }
 
-export const get = (id: string): ActorImpl | undefined => byId.get(id)
+/** The connection of this process with this id (`c<serial>.<tag>`, exactly as `actor.id` spells it). */
+export const get = (id: string): ActorImpl | undefined => {
+  if (!id.startsWith("c") || !id.endsWith(suffix)) return undefined
+  const digits = id.slice(1, id.length - suffix.length)
+  const serial = Number(digits)
+  // canonical digits only: "c01.tag" is no connection's id
+  if (!Number.isSafeInteger(serial) || String(serial) !== digits) return undefined
+  return bySerial.get(serial)
+}
