@@ -439,7 +439,10 @@ export class ActorImpl implements Connection.Connection<unknown> {
     const transport = this.transport
     if (typeof message === "string" && transport.sendUtf8 !== undefined) {
       const utf8 = ReceivedText.bytesOf(message)
-      if (utf8 !== undefined) return transport.sendUtf8(utf8)
+      if (utf8 !== undefined) {
+        transport.sendUtf8(utf8)
+        return
+      }
     }
     transport.send(message)
   }
