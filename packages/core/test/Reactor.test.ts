@@ -101,4 +101,25 @@ describe("Reactor (the actor's side of the boundary)", () => {
       expect(transport.writes).toEqual([{ via: "send", message: "first" }])
     })
   )
+
+  it.effect("a connection whose messages are handled hibernates: it keeps no mailbox until the next one", () =>
+    Effect.gen(function* () {
+      const Echo = Behavior.make({ onMessage: (conn, message) => conn.send(message) })
+      const { actor, transport } = yield* accept(Echo)
+      const mailboxOf = () => (actor as unknown as { readonly mailbox: unknown }).mailbox
+      expect(mailboxOf()).toBeUndefined()
+      actor.receiveUnsafe("one")
+      expect(mailboxOf()).toBeDefined()
+      yield* actor.idle
+      expect(mailboxOf()).toBeUndefined()
+      // and it wakes again as before
+      actor.receiveUnsafe("two")
+      yield* actor.idle
+      expect(transport.writes).toEqual([
+        { via: "send", message: "one" },
+        { via: "send", message: "two" }
+      ])
+      expect(mailboxOf()).toBeUndefined()
+    })
+  )
 })

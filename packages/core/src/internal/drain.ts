@@ -190,6 +190,8 @@ class Drain {
       if (mailbox === undefined || mailbox.size === 0) {
         actor.running = false
         actor.fiber = undefined
+        // hibernating: the next signal makes a new mailbox, so an idle connection holds none
+        if (mailbox !== undefined && !mailbox.paused) actor.mailbox = undefined
         return Effect.void
       }
       this.batch = mailbox.takeAll()

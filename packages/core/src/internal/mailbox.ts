@@ -4,9 +4,9 @@
  * (`maxMessageBytes`); when either is reached the actor tells the reactor to
  * stop reading (TCP pushes back on the client), and it reads again once the
  * drain takes the batch. Double-buffered: the drain takes the whole array and
- * hands it back empty when the batch is done, so a busy connection allocates
- * no arrays. Allocated on a connection's first signal, so an idle connection
- * without `init` holds none.
+ * hands it back empty when the batch is done, so a connection allocates no
+ * arrays from batch to batch. Made by the first signal into a hibernating
+ * actor and dropped when its drain ends, so an idle connection holds none.
  */
 import type { Message } from "../Message.ts"
 import type { Inbound } from "./inboundStream.ts"
