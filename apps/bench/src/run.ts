@@ -366,6 +366,36 @@ const rounds = async <A>(
 
 const roundsNote = (count: number): string => (count > 1 ? `; mean of ${count} rounds` : "")
 
+/** A saturating run's two rows: its rate, with the targets, and its p99 latency at that load. */
+const pushSaturated = (
+  scenario: ScenarioName,
+  done: Rounds<Measured>,
+  rateMetric: string,
+  latencyMetric: string,
+  targets: Row["targets"]
+): void => {
+  rows.push({
+    scenario,
+    metric: rateMetric,
+    values: all(pick(done, (m) => num(m.result, "rate"))),
+    perRound: each(done, (m) => num(m.result, "rate")),
+    targets,
+    serverCpu: pick(done, (m) => m.serverCpu),
+    loadgenCpu: pick(done, (m) => m.loadgenCpu),
+    decimals: 0
+  })
+  rows.push({
+    scenario,
+    metric: latencyMetric,
+    values: all(pick(done, (m) => num(m.result, "p99_us") / 1000)),
+    perRound: each(done, (m) => num(m.result, "p99_us") / 1000),
+    targets: {},
+    serverCpu: {},
+    loadgenCpu: {},
+    decimals: 2
+  })
+}
+
 const runEcho = async (plan: Plan): Promise<void> => {
   for (const frames of frameKinds) {
     const line = withFrames(plan.echo, frames)
@@ -374,26 +404,13 @@ const runEcho = async (plan: Plan): Promise<void> => {
     )
     const conns = argValue(line, "--conns")
     const inflight = argValue(line, "--inflight")
-    rows.push({
-      scenario: "echo",
-      metric: `round trips/s, ${frames} (${conns} conns × ${inflight} in flight, ${argValue(line, "--size")} B${roundsNote(plan.rounds)})`,
-      values: all(pick(done, (m) => num(m.result, "rate"))),
-      perRound: each(done, (m) => num(m.result, "rate")),
-      targets: frames === "text" ? { ws: { op: ">=", ratio: 3 }, tuned: { op: ">=", ratio: 0.9 } } : {},
-      serverCpu: pick(done, (m) => m.serverCpu),
-      loadgenCpu: pick(done, (m) => m.loadgenCpu),
-      decimals: 0
-    })
-    rows.push({
-      scenario: "echo",
-      metric: `p99 round-trip latency at that load, ${frames} (ms)`,
-      values: all(pick(done, (m) => num(m.result, "p99_us") / 1000)),
-      perRound: each(done, (m) => num(m.result, "p99_us") / 1000),
-      targets: {},
-      serverCpu: {},
-      loadgenCpu: {},
-      decimals: 2
-    })
+    pushSaturated(
+      "echo",
+      done,
+      `round trips/s, ${frames} (${conns} conns × ${inflight} in flight, ${argValue(line, "--size")} B${roundsNote(plan.rounds)})`,
+      `p99 round-trip latency at that load, ${frames} (ms)`,
+      frames === "text" ? { ws: { op: ">=", ratio: 3 }, tuned: { op: ">=", ratio: 0.9 } } : {}
+    )
   }
 }
 
@@ -403,26 +420,13 @@ const runBroadcast = async (plan: Plan): Promise<void> => {
     const done = await rounds("broadcast", plan.rounds, (server, round) =>
       measure(server, "broadcast", `broadcast ${frames} round ${round}`, line, budget(line))
     )
-    rows.push({
-      scenario: "broadcast",
-      metric: `deliveries/s, ${frames} (${argValue(line, "--subs")} subs, ${argValue(line, "--size")} B, window ${argValue(line, "--window")}${roundsNote(plan.rounds)})`,
-      values: all(pick(done, (m) => num(m.result, "rate"))),
-      perRound: each(done, (m) => num(m.result, "rate")),
-      targets: frames === "text" ? { ws: { op: ">=", ratio: 12 }, tuned: { op: ">=", ratio: 0.9 } } : {},
-      serverCpu: pick(done, (m) => m.serverCpu),
-      loadgenCpu: pick(done, (m) => m.loadgenCpu),
-      decimals: 0
-    })
-    rows.push({
-      scenario: "broadcast",
-      metric: `p99 delivery latency at that load, ${frames} (ms)`,
-      values: all(pick(done, (m) => num(m.result, "p99_us") / 1000)),
-      perRound: each(done, (m) => num(m.result, "p99_us") / 1000),
-      targets: {},
-      serverCpu: {},
-      loadgenCpu: {},
-      decimals: 2
-    })
+    pushSaturated(
+      "broadcast",
+      done,
+      `deliveries/s, ${frames} (${argValue(line, "--subs")} subs, ${argValue(line, "--size")} B, window ${argValue(line, "--window")}${roundsNote(plan.rounds)})`,
+      `p99 delivery latency at that load, ${frames} (ms)`,
+      frames === "text" ? { ws: { op: ">=", ratio: 12 }, tuned: { op: ">=", ratio: 0.9 } } : {}
+    )
   }
   for (const rate of plan.rates) {
     const line = [...plan.broadcastLatency, "--rate", String(rate)]
