@@ -26,7 +26,7 @@
  *
  * @since 0.1.0
  */
-import { Job } from "@switchboard/core"
+import { Job } from "@switchboard/core/jobs"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as History from "./History.ts"

@@ -31,8 +31,10 @@
  */
 import { readFileSync } from "node:fs"
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { Behavior, type Connection, Hub, Job, type JobError, type RateLimit, WorkerPool } from "@switchboard/core"
-import { NodeReactors, NodeServer, NodeWorkerPool } from "@switchboard/node"
+import { Behavior, type Connection, Hub, type RateLimit } from "@switchboard/core"
+import { Job, type JobError, WorkerPool } from "@switchboard/core/jobs"
+import { NodeReactors, NodeServer } from "@switchboard/node"
+import { NodeWorkerPool } from "@switchboard/node/jobs"
 import { RedisBackplane, RedisClient } from "@switchboard/redis"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { WorkerPool } from "@switchboard/core"
+import { WorkerPool } from "@switchboard/core/jobs"
 import { Effect } from "effect"
 import type * as History from "../src/History.ts"
 import * as Search from "../src/Search.ts"

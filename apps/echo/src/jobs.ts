@@ -7,7 +7,7 @@
  * running it on the event loop shows what a job on a worker saves.
  */
 import { hash as digestOf } from "node:crypto"
-import { Job } from "@switchboard/core"
+import { Job } from "@switchboard/core/jobs"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 

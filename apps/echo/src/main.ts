@@ -21,8 +21,10 @@
  * 19), JOB_ROUNDS (20,000: about 20 ms of hashing), REACTORS (1: reactor
  * threads on the same port, each with its own pool).
  */
-import { Behavior, type Connection, type Job, WorkerPool } from "@switchboard/core"
-import { NodeReactors, NodeServer, NodeWorkerPool } from "@switchboard/node"
+import { Behavior, type Connection } from "@switchboard/core"
+import { type Job, WorkerPool } from "@switchboard/core/jobs"
+import { NodeReactors, NodeServer } from "@switchboard/node"
+import { NodeWorkerPool } from "@switchboard/node/jobs"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"

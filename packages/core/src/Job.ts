@@ -18,7 +18,7 @@
  * import { hash } from "node:crypto"
  * import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
- * import { Job } from "@switchboard/core"
+ * import { Job } from "@switchboard/core/jobs"
  *
  * // jobs.ts: imported by the server and by the worker entry
  * export const Digest = Job.make("Digest", {
@@ -110,7 +110,7 @@ export type Failure<J extends Any> = J["failure"]["Type"]
  * @example
  * ```ts
  * import * as Schema from "effect/Schema"
- * import { Job } from "@switchboard/core"
+ * import { Job } from "@switchboard/core/jobs"
  *
  * class TooLong extends Schema.TaggedError<TooLong>()("TooLong", { length: Schema.Number }) {}
  *
@@ -169,7 +169,7 @@ type ImplOf<Jobs extends ReadonlyArray<Any>, R> = {
  * ```ts
  * import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
- * import { Job } from "@switchboard/core"
+ * import { Job } from "@switchboard/core/jobs"
  *
  * const Upper = Job.make("Upper", { payload: Schema.String, success: Schema.String })
  * const Count = Job.make("Count", { payload: Schema.String, success: Schema.Number })
@@ -221,7 +221,8 @@ export interface JobResult<J extends Any = Any> {
  * import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
- * import { Behavior, Job, type Connection } from "@switchboard/core"
+ * import { Behavior, type Connection } from "@switchboard/core"
+ * import { Job } from "@switchboard/core/jobs"
  *
  * const Upper = Job.make("Upper", { payload: Schema.String, success: Schema.String })
  *
@@ -273,7 +274,7 @@ const ownsItsBuffer = (bytes: Uint8Array): boolean =>
  * @example
  * ```ts
  * import * as Schema from "effect/Schema"
- * import { Job } from "@switchboard/core"
+ * import { Job } from "@switchboard/core/jobs"
  *
  * const Resize = Job.make("Resize", { payload: Job.TransferredBytes, success: Job.TransferredBytes })
  * ```

@@ -144,7 +144,7 @@ export type Reason =
  * ```ts
  * import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
- * import { Job, WorkerPool } from "@switchboard/core"
+ * import { Job, WorkerPool } from "@switchboard/core/jobs"
  *
  * const Hash = Job.make("Hash", { payload: Schema.String, success: Schema.String })
  *

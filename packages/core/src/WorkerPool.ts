@@ -29,7 +29,8 @@
  * import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
- * import { Behavior, type Connection, Job, WorkerPool } from "@switchboard/core"
+ * import { Behavior, type Connection } from "@switchboard/core"
+ * import { Job, WorkerPool } from "@switchboard/core/jobs"
  *
  * const Upper = Job.make("Upper", { payload: Schema.String, success: Schema.String })
  * const Handlers = Job.handlers([Upper], { Upper: (text) => Effect.succeed(text.toUpperCase()) })
@@ -149,7 +150,8 @@ export const submit = <J extends Job.Any>(
  * ```ts
  * import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
- * import { Behavior, Job, WorkerPool } from "@switchboard/core"
+ * import { Behavior } from "@switchboard/core"
+ * import { Job, WorkerPool } from "@switchboard/core/jobs"
  *
  * const WordCount = Job.make("WordCount", { payload: Schema.String, success: Schema.Number })
  *

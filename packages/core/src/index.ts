@@ -28,12 +28,6 @@ export * as Handshake from "./Handshake.ts"
 /** @since 0.1.0 */
 export * as Hub from "./Hub.ts"
 /** @since 0.1.0 */
-export * as Job from "./Job.ts"
-/** @since 0.1.0 */
-export * as JobError from "./JobError.ts"
-/** @since 0.1.0 */
-export * as JobExecutor from "./JobExecutor.ts"
-/** @since 0.1.0 */
 export * as Keepalive from "./Keepalive.ts"
 /** @since 0.1.0 */
 export * as Message from "./Message.ts"
@@ -57,5 +51,3 @@ export * as StreamedMessage from "./StreamedMessage.ts"
 export * as Subprotocol from "./Subprotocol.ts"
 /** @since 0.1.0 */
 export * as Supervisor from "./Supervisor.ts"
-/** @since 0.1.0 */
-export * as WorkerPool from "./WorkerPool.ts"

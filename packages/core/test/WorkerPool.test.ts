@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Behavior, type Connection, Job, JobError, WorkerPool } from "@switchboard/core"
+import { Behavior, type Connection } from "@switchboard/core"
+import { Job, JobError, WorkerPool } from "@switchboard/core/jobs"
 import { TestClient } from "@switchboard/testing"
 import { Cause, Effect, Exit, Fiber, Layer, Metric, Schema, Scope, Tracer } from "effect"
 import { TestClock } from "effect/testing"

@@ -28,8 +28,10 @@
  * import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
- * import { Behavior, Job, WorkerPool } from "@switchboard/core"
- * import { NodeServer, NodeWorkerPool } from "@switchboard/node"
+ * import { Behavior } from "@switchboard/core"
+ * import { Job, WorkerPool } from "@switchboard/core/jobs"
+ * import { NodeServer } from "@switchboard/node"
+ * import { NodeWorkerPool } from "@switchboard/node/jobs"
  *
  * // jobs.ts
  * const Upper = Job.make("Upper", { payload: Schema.String, success: Schema.String })
@@ -56,7 +58,7 @@ import { availableParallelism } from "node:os"
 import type * as WorkerThreads from "node:worker_threads"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeWorkerRunner from "@effect/platform-node/NodeWorkerRunner"
-import { type Job, JobError, WorkerPool } from "@switchboard/core"
+import { type Job, JobError, WorkerPool } from "@switchboard/core/jobs"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -196,8 +198,8 @@ export const serve: <R>(
  * ```ts
  * import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
- * import { Job } from "@switchboard/core"
- * import { NodeWorkerPool } from "@switchboard/node"
+ * import { Job } from "@switchboard/core/jobs"
+ * import { NodeWorkerPool } from "@switchboard/node/jobs"
  *
  * const Upper = Job.make("Upper", { payload: Schema.String, success: Schema.String })
  * const Handlers = Job.handlers([Upper], { Upper: (text) => Effect.succeed(text.toUpperCase()) })

@@ -1,6 +1,7 @@
 /**
  * @switchboard/node: the Node reactor. The `ws` bridge, the HTTP server
- * layer (routing, admission, shutdown), and the worker-thread pool for jobs.
+ * layer (routing, admission, shutdown). The worker-thread pool for jobs is
+ * `@switchboard/node/jobs`.
  *
  * @since 0.1.0
  */
@@ -13,5 +14,3 @@ export * as NodeClientError from "./NodeClientError.ts"
 export * as NodeReactors from "./NodeReactors.ts"
 /** @since 0.1.0 */
 export * as NodeServer from "./NodeServer.ts"
-/** @since 0.1.0 */
-export * as NodeWorkerPool from "./NodeWorkerPool.ts"

@@ -1,7 +1,8 @@
 import { threadId } from "node:worker_threads"
 import { describe, expect, it } from "@effect/vitest"
-import { Behavior, type Connection, type Job, JobError, WorkerPool } from "@switchboard/core"
-import { NodeWorkerPool } from "@switchboard/node"
+import { Behavior, type Connection } from "@switchboard/core"
+import { type Job, JobError, WorkerPool } from "@switchboard/core/jobs"
+import { NodeWorkerPool } from "@switchboard/node/jobs"
 import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Metric, Scope } from "effect"
 import {
   Crash,
