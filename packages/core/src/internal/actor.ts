@@ -711,11 +711,7 @@ export class ActorImpl implements Connection.Connection<unknown> {
    */
   forkAnnotated<A, E>(effect: Effect.Effect<A, E, never>): Fiber.Fiber<A, E> {
     const base = this.host.context
-    const inherited = Context.get(base, References.CurrentLogAnnotations)
-    const annotations =
-      this.route === ""
-        ? { ...inherited, connectionId: this.id }
-        : { ...inherited, connectionId: this.id, route: this.route }
+    const annotations = { ...Context.get(base, References.CurrentLogAnnotations), ...this.logAnnotations() }
     let context = Context.add(base, References.CurrentLogAnnotations, annotations)
     // the behaviour's own spans are children of the connection's
     if (this.span !== undefined) context = Context.add(context, Tracer.ParentSpan, this.span)

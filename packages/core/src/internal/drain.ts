@@ -18,7 +18,7 @@ import * as CloseReason from "../CloseReason.ts"
 import * as ConnectionError from "../ConnectionError.ts"
 import { isMessage } from "../Message.ts"
 import { type ActorImpl, phases } from "./actor.ts"
-import type { Signal } from "./mailbox.ts"
+import { Open, type Signal } from "./mailbox.ts"
 import * as ReceivedText from "./receivedText.ts"
 import { stats } from "./serverStats.ts"
 
@@ -147,7 +147,11 @@ class Drain {
     }
   }
 
-  /** The callback's time, waits included, for switchboard_behavior_duration_seconds. */
+  /**
+   * A callback ended: its time, waits included, goes to
+   * switchboard_behavior_duration_seconds, and the text it handled is no
+   * longer the one being handled.
+   */
   private observe(): void {
     ReceivedText.clear()
     const now = performance.now()
@@ -159,11 +163,8 @@ class Drain {
   private settle(signal: Signal, value: unknown): void {
     this.observe()
     const actor = this.actor
-    if (isMessage(signal)) actor.state = value
-    else if (signal._tag === "Open") {
-      actor.state = value
-      actor.started = true
-    } else if (signal._tag !== "Closed") actor.state = value
+    if (isMessage(signal) || signal._tag !== "Closed") actor.state = value
+    if (signal === Open) actor.started = true
   }
 
   /** Runs the next signal's callback, taking the next batch when this one is done; void once the mailbox is empty. */

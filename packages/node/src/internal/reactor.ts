@@ -72,30 +72,21 @@ export class SwitchboardSocket extends WebSocket implements Reactor.Transport {
       this.rawSocket!.write(bufferOf(prepared))
       return
     }
+    // compressed (or a client's, which masks every frame): a compressed frame is shared by every
+    // subscriber that negotiated no context takeover, written straight only while ws has no
+    // compression of this socket's own in progress (order holds); anything else ws frames itself
     const internals = this as unknown as WsInternals
-    // a client masks every frame: the shared, unmasked bytes are a server's
-    if (!internals._isServer) {
+    const deflate = internals._isServer ? internals._extensions["permessage-deflate"] : undefined
+    const shared =
+      deflate !== undefined && deflate.params.server_no_context_takeover === true && internals._sender._state === 0
+        ? Deflate.sharedFrame(prepared, deflate)
+        : undefined
+    if (shared === undefined) {
       this.send(prepared.message)
       return
     }
-    const deflate = internals._extensions["permessage-deflate"]
-    if (deflate !== undefined) {
-      // a compressed frame shared by every subscriber that negotiated no context takeover, written
-      // straight only while ws has no compression of this socket's own in progress (order holds)
-      const shared =
-        deflate.params.server_no_context_takeover === true && internals._sender._state === 0
-          ? Deflate.sharedFrame(prepared, deflate)
-          : undefined
-      if (shared === undefined) {
-        this.send(prepared.message)
-        return
-      }
-      corkForTurn(this)
-      this.rawSocket!.write(shared)
-      return
-    }
     corkForTurn(this)
-    this.rawSocket!.write(bufferOf(prepared))
+    this.rawSocket!.write(shared)
   }
   override pause(): void {
     this.stats.pauses++
